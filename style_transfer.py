@@ -588,6 +588,27 @@ def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
     return grams
 
 
+def make_evaluator(extractor, target, styles, blend, size, content_layer, style_layers,
+                   content_weight, style_weight, tv_weight, style_scale=1.0):
+    """evaluate(x) -> (loss, gradient, [content, style, tv]) for a generated image of
+    size (width, height), on the float64 vectors scipy's L-BFGS works with."""
+    width, height = size
+    style_size = (max(MIN_SIDE, round(width * style_scale)),
+                  max(MIN_SIDE, round(height * style_scale)))
+    grams = style_grams(extractor, [preprocess_image(s, style_size) for s in styles],
+                        blend, style_layers, width * height)
+    loss_and_grads = build_loss_and_grads(
+        extractor, tf.constant(preprocess_image(target, size)), grams, content_layer,
+        style_layers, content_weight, style_weight, tv_weight)
+    shape = (1, height, width, 3)
+
+    def evaluate(x):
+        loss, grads, parts = loss_and_grads(tf.constant(x.reshape(shape), dtype=tf.float32))
+        return (float(loss), grads.numpy().ravel().astype(np.float64),
+                [float(p) for p in parts.numpy()])
+    return evaluate
+
+
 # ----------------------------------------------------------------------------- optimisation
 def optimise(evaluate, x0, iterations, evals_per_iteration, restarts, on_iteration,
              on_step=lambda x: None):
@@ -880,14 +901,10 @@ def stylise(args, paths, target, styles, weights_path, weights_line):
         for scale_index, scale in enumerate(args.scales):
             h = max(MIN_SIDE, round(height * scale))
             w = max(MIN_SIDE, round(width * scale))
-            target_image = preprocess_image(target, (w, h))
-            style_size = (max(MIN_SIDE, round(w * args.style_scale)),
-                          max(MIN_SIDE, round(h * args.style_scale)))
-            grams = style_grams(extractor, [preprocess_image(s, style_size) for s in styles],
-                                blend, args.style_layers, w * h)
-            loss_and_grads = build_loss_and_grads(
-                extractor, tf.constant(target_image), grams, args.content_layer,
-                args.style_layers, args.content_weight, args.style_weight, args.tv_weight)
+            evaluate = make_evaluator(
+                extractor, target, styles, blend, (w, h), args.content_layer,
+                args.style_layers, args.content_weight, args.style_weight, args.tv_weight,
+                args.style_scale)
             shape = (1, h, w, 3)
             if x is None:
                 start_image = initial_image(args.init, target, styles[0], (w, h), args.seed)
@@ -895,12 +912,6 @@ def stylise(args, paths, target, styles, weights_path, weights_line):
                 start_image = tf.image.resize(x.reshape(latest["shape"]), (h, w),
                                               method="bicubic").numpy()
             x = start_image.astype(np.float64).ravel()
-
-            def evaluate(x_, shape=shape, loss_and_grads=loss_and_grads):
-                loss, grads, parts = loss_and_grads(
-                    tf.constant(x_.reshape(shape), dtype=tf.float32))
-                return (float(loss), grads.numpy().ravel().astype(np.float64),
-                        [float(p) for p in parts.numpy()])
 
             def entry(iteration, loss, parts, evaluations):
                 return {"iteration": iteration, "scale": scale, "size": [w, h],

@@ -1,5 +1,6 @@
-"""Paints images/swirls.png, the bundled style image: curved brush strokes in a night
-palette, made from a fixed seed so that anyone can make it again.
+"""Paints the bundled style images from fixed seeds, so that anyone can make them again:
+images/swirls.png, curved brush strokes in a night palette, and images/mosaic.png,
+warm stained-glass cells with dark leading.
 
     python images/make_style.py
 """
@@ -30,5 +31,22 @@ def paint(seed=8):
     return canvas.filter(ImageFilter.SMOOTH)
 
 
+def mosaic(seed=3, cells=90):
+    rng = np.random.default_rng(seed)
+    warm = np.array([(190, 60, 40), (230, 140, 50), (245, 200, 90), (120, 40, 60),
+                     (200, 100, 120), (90, 110, 60)], float)
+    centres = rng.uniform(0, SIZE[0], (cells, 2))
+    colours = warm[rng.integers(len(warm), size=cells)] + rng.normal(0, 12, (cells, 3))
+    y, x = np.mgrid[0:SIZE[1], 0:SIZE[0]]
+    distance = np.hypot(x[..., None] - centres[:, 0], y[..., None] - centres[:, 1])
+    nearest = np.sort(distance, axis=-1)
+    pixels = colours[np.argmin(distance, axis=-1)]
+    pixels[(nearest[..., 1] - nearest[..., 0]) < 3] = (30, 20, 20)  # the leading
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.SMOOTH)
+
+
 if __name__ == "__main__":
-    paint().save(os.path.join(os.path.dirname(os.path.abspath(__file__)), "swirls.png"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    paint().save(os.path.join(here, "swirls.png"))
+    mosaic().save(os.path.join(here, "mosaic.png"))
