@@ -217,7 +217,8 @@ def main():
     p.add_argument("--coarse-evals", type=int, default=100,
                    help="evaluations at half size before coarse-to-fine goes to full size")
     p.add_argument("--full-runs-max-height", type=int, default=200,
-                   help="above this height the script's runs stop at the chapter's final loss")
+                   help="above this height the script's runs stop at the chapter's final "
+                        "loss, and the script-with-restarts run is left out")
     p.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -268,11 +269,12 @@ def main():
         goal = chapter_run["log"][-1][1]
         stop = goal * (1 + 1e-3) if height > args.full_runs_max_height else None
         runs = {"chapter (batch of 3, restarts)": chapter_run}
-        for name, extra in (("script, restarts", {"restarts": True}),
-                            ("script, continuous L-BFGS", {"restarts": False}),
-                            ("script, coarse-to-fine 0.5,1", {"restarts": False,
-                                                              "scales": [0.5, 1.0],
-                                                              "coarse_evals": args.coarse_evals})):
+        variants = [("script, continuous L-BFGS", {"restarts": False}),
+                    ("script, coarse-to-fine 0.5,1", {"restarts": False, "scales": [0.5, 1.0],
+                                                      "coarse_evals": args.coarse_evals})]
+        if height <= args.full_runs_max_height:
+            variants.insert(0, ("script, restarts", {"restarts": True}))
+        for name, extra in variants:
             # equal work first: the full budget, so the loss after N evaluations is known
             runs[name] = run_job({**base, "kind": "script", "mode": "optimise",
                                   "height": height, "max_evals": args.chapter_evals,
@@ -320,9 +322,10 @@ def main():
                   f"evaluations ({args.chapter_evals // 20} restarts of 20); reached means "
                   "within 0.1% of it. Time counts optimisation only (coarse-to-fine "
                   f"includes its {args.coarse_evals} evaluations at half size; its columns "
-                  "count full-size evaluations). Runs above "
-                  f"{args.full_runs_max_height} px high stop once they reach the chapter's "
-                  "final loss (– after that).  ",
+                  "count full-size evaluations). Above "
+                  f"{args.full_runs_max_height} px high the script's runs stop once they "
+                  "reach the chapter's final loss (– after that) and the script-with-"
+                  "restarts run is left out, to save time.  ",
                   *start_lines, "",
                   "| size | run | start loss | "
                   + " | ".join(f"after {n}" for n in quality_header)
