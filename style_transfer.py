@@ -956,9 +956,11 @@ def stylise(args, paths, target, styles, weights_path, weights_line):
         return 130
     except NonFiniteLoss as e:
         finish("stopped: non-finite loss", {"non_finite_at_evaluation": e.args[0]})
+        kept = (f"kept the last good image in {paths['final']}" if latest["x"] is not None
+                else "no image was saved")
         raise InputError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
-                         f"kept the last good image in {paths['final']}; try smaller "
-                         "--style-weight/--content-weight/--tv-weight or a smaller --height")
+                         f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
+                         "or a smaller --height")
     finish("completed")
     result = pixels_of(latest["x"], latest["shape"])
     plot_comparison(target_pixels, [np.asarray(s.resize((width, height), Image.BICUBIC))

@@ -7,7 +7,6 @@ recomputed each time, and L-BFGS is restarted every `maxfun` evaluations. Its lo
 functions are the chapter's own, kept apart from the script's on purpose, so that the
 two can be checked against each other.
 """
-import numpy as np
 import tensorflow as tf
 import keras
 from scipy.optimize import fmin_l_bfgs_b

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import style_transfer as st
-from conftest import make_target, quick_args
+from conftest import make_target
 
 
 def run_main(argv):

@@ -1,6 +1,5 @@
 """Reading whatever image a user has: modes, transparency, frames, EXIF orientation."""
 import numpy as np
-import pytest
 from PIL import Image
 
 import style_transfer as st
