@@ -131,6 +131,7 @@ def note(message):
 
 
 # ----------------------------------------------------------------------------- the maths
+@tf.custom_gradient
 def gram_matrix(features):
     """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
 
@@ -139,7 +140,15 @@ def gram_matrix(features):
     """
     channels = tf.shape(features)[-1]
     flat = tf.reshape(features, (-1, channels))
-    return tf.matmul(flat, flat, transpose_a=True)
+
+    def gradient(upstream):
+        # dL/dF = F (U + U^T). Autodiff sees F twice in F^T F and makes two (H*W, C) x
+        # (C, C) products; adding the tiny C x C matrices first makes it one, which is
+        # about 5% of an evaluation.
+        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)),
+                          tf.shape(features))
+
+    return tf.matmul(flat, flat, transpose_a=True), gradient
 
 
 def content_loss(target_features, generated_features):

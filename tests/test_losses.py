@@ -57,6 +57,25 @@ def test_style_loss_matches_the_chapter_formula():
                          100).numpy() == pytest.approx(0, abs=1e-6)
 
 
+def test_gram_matrix_gradient_equals_autodiffs_of_f_transpose_f():
+    # a loss whose upstream gradient is not symmetric, so both halves of F (U + U^T) count
+    features = tf.constant(np.random.default_rng(6).normal(size=(5, 7, 4)), tf.float32)
+    weights = tf.constant(np.random.default_rng(7).normal(size=(4, 4)), tf.float32)
+
+    def plain_gram(x):
+        flat = tf.reshape(x, (-1, 4))
+        return tf.matmul(flat, flat, transpose_a=True)
+
+    grads = []
+    for gram in (st.gram_matrix, plain_gram):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss = tf.reduce_sum(weights * gram(features) ** 2)
+        grads.append(tape.gradient(loss, features).numpy())
+    assert grads[0].shape == (5, 7, 4)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-3)
+
+
 def test_total_variation_zero_for_a_flat_image():
     flat = tf.fill((1, 6, 7, 3), 42.0)
     assert st.total_variation_loss(flat).numpy() == 0
