@@ -77,6 +77,8 @@ def no_shared_cache(tmp_path, monkeypatch):
 
 
 def quick_args(weights_file, out, *extra):
-    """Flags for a quick run: 48 px high, 2 iterations of 5 evaluations."""
+    """Flags for a quick run: 48 px high, 2 iterations of 5 evaluations, in float32 so
+    that results do not depend on whether the machine has native bfloat16."""
     return ["--weights", weights_file, "--height", "48", "--iterations", "2",
-            "--evals-per-iteration", "5", "--output-dir", out, *extra]
+            "--evals-per-iteration", "5", "--precision", "float32", "--output-dir", out,
+            *extra]

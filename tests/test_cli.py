@@ -31,6 +31,7 @@ def test_parser_defaults_are_the_constants():
     assert args.style_layers == st.STYLE_LAYERS
     assert args.output_dir == st.OUTPUT_DIR and args.weights == st.WEIGHTS
     assert args.lbfgs_restarts == st.LBFGS_RESTARTS and args.scales == st.SCALES
+    assert args.precision == st.PRECISION == "auto"
     assert args.preserve_color == st.PRESERVE_COLOR and args.style_blend == st.STYLE_BLEND
     assert args.style_scale == st.STYLE_SCALE and args.init == st.INIT
     assert args.seed == st.SEED and args.pooling == st.POOLING
@@ -46,7 +47,7 @@ def test_flags_override_the_defaults():
         "--lbfgs-restarts", "--preserve-color", "--style-blend", "0.7", "0.3",
         "--style-scale", "0.5", "--init", "noise", "--seed", "3", "--pooling", "avg",
         "--save-every", "0", "--overwrite", "--output", "x.jpg", "--weights", "w.h5",
-        "--output-dir", "elsewhere", "--show"])
+        "--output-dir", "elsewhere", "--show", "--precision", "bfloat16"])
     assert args.style == ["a.jpg", "b.jpg"] and args.height == 256
     assert args.iterations == 5 and args.content_weight == 1 and args.style_weight == 5
     assert args.tv_weight == 0 and args.style_layers == ["block1_conv1", "block2_conv1"]
@@ -55,6 +56,7 @@ def test_flags_override_the_defaults():
     assert args.init == "noise" and args.seed == 3 and args.pooling == "avg"
     assert args.save_every == 0 and args.overwrite and args.output == "x.jpg"
     assert args.weights == "w.h5" and args.output_dir == "elsewhere" and args.show
+    assert args.precision == "bfloat16"
 
 
 def test_help_shows_the_values_in_the_file(capsys):
@@ -141,6 +143,8 @@ CASES = [
      "--style-blend has 3 weights for 2 style images"),
     ("bad --scales", lambda p, t, s, w, o: [t, s, "--scales", "1,0.5"],
      "--scales must be increasing fractions"),
+    ("unknown --precision", lambda p, t, s, w, o: [t, s, "--precision", "float16"],
+     "argument --precision: invalid choice: 'float16'"),
     ("unknown output extension", lambda p, t, s, w, o: [t, s, "--output", str(p / "r.xyz")],
      "unknown image extension"),
     ("output folder not writable", lambda p, t, s, w, o: [
