@@ -87,8 +87,8 @@ VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network ord
     ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
 ]
 MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
-# Peak resident memory of a run, above benchmarks/RESULTS.md's measurements (895 MB at
-# 266x200, 1288 MB at 533x400, 2690 MB at 1066x800) with room to spare.
+# Peak resident memory of a run, above benchmarks/RESULTS.md's float32 measurements (885 MB
+# at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
 MEMORY_BASE_MB = 800
 MEMORY_MB_PER_MEGAPIXEL = 2900
 
