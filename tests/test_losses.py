@@ -123,12 +123,10 @@ def test_starting_loss_and_gradient_equal_the_chapters_batch_of_three():
     size = (40, 32)
     target = st.preprocess_image(make_target(), size)
     style = st.preprocess_image(make_style(), size)
-    layers = [st.CONTENT_LAYER] + st.STYLE_LAYERS
+    layers = st.LossSettings().layers
     extractor = st.build_feature_extractor(weights, layers)
     grams = st.style_grams(extractor, [style], [1.0], st.STYLE_LAYERS, 40 * 32)
-    ours = st.build_loss_and_grads(extractor, tf.constant(target), grams, st.CONTENT_LAYER,
-                                   st.STYLE_LAYERS, st.CONTENT_WEIGHT, st.STYLE_WEIGHT,
-                                   st.TV_WEIGHT)
+    ours = st.build_loss_and_grads(extractor, tf.constant(target), grams, st.LossSettings())
     reference = chapter.chapter_loss_and_grads(weights, target, style)
     # at the target image (the chapter's start) and at a point away from it
     for generated in (target, target + np.random.default_rng(5).normal(0, 10, target.shape)):
