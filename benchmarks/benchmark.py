@@ -414,8 +414,8 @@ def start_lines(args, entry, precision):
     start_script = float32_run["log"][0][1]
     start_chapter = runs[CHAPTER_RUN]["log"][0][1]
     difference = abs(start_script - start_chapter) / start_chapter
-    lines = [f"Start loss at {width}x{height}: script (float32) {start_script:.6g}, "
-             f"chapter {start_chapter:.6g}, relative difference {difference:.1e}.  "]
+    lines = [(f"Start loss at {width}x{height}: script (float32) {start_script:.6g}, "
+              f"chapter {start_chapter:.6g}, relative difference {difference:.1e}.  ")]
     if precision != "float32":
         ours = runs[continuous]
         lines.append(

@@ -77,7 +77,8 @@ def write(path, data):
 
 def truncated_jpeg(path):
     make_target((64, 64)).save(path, quality=90)
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     return write(path, data[:len(data) // 2])
 
 
@@ -177,7 +178,7 @@ def test_bad_input_gives_one_line_and_exit_2(argv, expected, images, weights_fil
     if "--output-dir" not in args:
         args += ["--output-dir", out]
     before = sorted(os.listdir(tmp_path))
-    assert run_main(args + ["--height", "48"] if "--height" not in args else args) == 2
+    assert run_main([*args, "--height", "48"] if "--height" not in args else args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert expected.format(p=tmp_path) in err

@@ -228,7 +228,7 @@ def test_ctrl_c_saves_the_image_and_an_interrupted_record(images, weights_file):
         if line.startswith("iteration 1/"):
             process.send_signal(signal.SIGINT)
             break
-    stdout, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted: saved the latest generated image to" in stderr
     record = record_of(os.path.join(out, "target_style.json"))

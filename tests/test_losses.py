@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import style_transfer as st
 import chapter
-from conftest import seeded_vgg19_weights, make_target, make_style
+import style_transfer as st
+from conftest import make_style, make_target, seeded_vgg19_weights
 
 
 def numpy_gram(features):
