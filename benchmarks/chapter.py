@@ -7,8 +7,8 @@ recomputed each time, and L-BFGS is restarted every `maxfun` evaluations. Its lo
 functions are the chapter's own, kept apart from the script's on purpose, so that the
 two can be checked against each other.
 """
-import tensorflow as tf
 import keras
+import tensorflow as tf
 from scipy.optimize import fmin_l_bfgs_b
 
 

@@ -77,7 +77,8 @@ def write(path, data):
 
 def truncated_jpeg(path):
     make_target((64, 64)).save(path, quality=90)
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     return write(path, data[:len(data) // 2])
 
 
@@ -91,65 +92,73 @@ def bad_weights(tmp_path, weights_file):
     return path
 
 
-# (id, argv given tmp_path, target, style, weights, out -> argv, expected in the message)
+def case(name, argv, expected):
+    """A bad-input case: argv made from (tmp_path, target, style, weights file, output
+    folder), and what the one error line must say ({p} stands for tmp_path)."""
+    return pytest.param(argv, expected, id=name)
+
+
 CASES = [
-    ("target missing", lambda p, t, s, w, o: [str(p / "nope.jpg"), s],
-     "target image '{p}/nope.jpg' does not exist"),
-    ("style missing", lambda p, t, s, w, o: [t, str(p / "nope.png")],
-     "style image '{p}/nope.png' does not exist"),
-    ("target is a directory", lambda p, t, s, w, o: [str(p), s], "is a directory"),
-    ("empty file", lambda p, t, s, w, o: [t, write(p / "empty.jpg", b"")],
-     "the file is empty"),
-    ("truncated JPEG", lambda p, t, s, w, o: [truncated_jpeg(p / "half.jpg"), s],
-     "the file is damaged or truncated"),
-    ("text file named .jpg", lambda p, t, s, w, o: [write(p / "notes.jpg", b"hello\n" * 50), s],
-     "not an image file Pillow can read"),
-    ("format Pillow cannot read (SVG)", lambda p, t, s, w, o: [
-        t, write(p / "a.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" '
-                               b'height="9"><rect width="9" height="9"/></svg>')],
-     "not an image file Pillow can read"),
-    ("initial image missing", lambda p, t, s, w, o: [t, s, "--init", str(p / "x.png")],
-     "initial image '{p}/x.png' does not exist"),
-    ("too narrow at this height", lambda p, t, s, w, o: [
-        saved_image(p / "narrow.png", (40, 4000)), s, "--height", "400"],
-     "it would be 4 px wide, and VGG19 needs at least 32; use --height 3200"),
-    ("extreme aspect: too big for memory", lambda p, t, s, w, o: [
-        saved_image(p / "wide.png", (4000, 40)), s, "--height", "400"],
-     "a 40000x400 image needs about"),
-    ("weights file missing", lambda p, t, s, w, o: [t, s, "--weights", str(p / "w.h5")],
-     "weights file '{p}/w.h5' does not exist"),
-    ("weights not HDF5", lambda p, t, s, w, o: [t, s, "--weights", write(p / "w.h5", b"x" * 99)],
-     "is not an HDF5 (.h5) file"),
-    ("weights of the wrong shapes", lambda p, t, s, w, o: [
-        t, s, "--weights", bad_weights(p, w)],
-     "layer block3_conv1 has shapes (3, 3, 128, 100), (256,), expected (3, 3, 128, 256)"),
-    ("non-numeric weight", lambda p, t, s, w, o: [t, s, "--style-weight", "lots"],
-     "argument --style-weight: invalid float value: 'lots'"),
-    ("negative weight", lambda p, t, s, w, o: [t, s, "--content-weight", "-1"],
-     "--content-weight must be a number >= 0, got -1.0"),
-    ("NaN weight", lambda p, t, s, w, o: [t, s, "--tv-weight", "nan"],
-     "--tv-weight must be a number >= 0, got nan"),
-    ("zero iterations", lambda p, t, s, w, o: [t, s, "--iterations", "0"],
-     "--iterations must be at least 1, got 0"),
-    ("negative height", lambda p, t, s, w, o: [t, s, "--height", "-5"],
-     "--height must be at least 32"),
-    ("zero height", lambda p, t, s, w, o: [t, s, "--height", "0"],
-     "--height must be at least 32"),
-    ("unknown layer", lambda p, t, s, w, o: [t, s, "--style-layers", "block1_conv1,block9_conv1"],
-     "unknown VGG19 layer 'block9_conv1'"),
-    ("unknown content layer", lambda p, t, s, w, o: [t, s, "--content-layer", "fc1"],
-     "unknown VGG19 layer 'fc1'"),
-    ("--style-blend count", lambda p, t, s, w, o: [t, s, s, "--style-blend", "1", "2", "3"],
-     "--style-blend has 3 weights for 2 style images"),
-    ("bad --scales", lambda p, t, s, w, o: [t, s, "--scales", "1,0.5"],
-     "--scales must be increasing fractions"),
-    ("unknown --precision", lambda p, t, s, w, o: [t, s, "--precision", "float16"],
-     "argument --precision: invalid choice: 'float16'"),
-    ("unknown output extension", lambda p, t, s, w, o: [t, s, "--output", str(p / "r.xyz")],
-     "unknown image extension"),
-    ("output folder not writable", lambda p, t, s, w, o: [
-        t, s, "--output-dir", os.path.join(write(p / "afile", b"x"), "sub")],
-     "cannot write to output folder"),
+    case("target-missing", lambda p, t, s, w, o: [str(p / "nope.jpg"), s],
+         "target image '{p}/nope.jpg' does not exist"),
+    case("style-missing", lambda p, t, s, w, o: [t, str(p / "nope.png")],
+         "style image '{p}/nope.png' does not exist"),
+    case("target-is-a-directory", lambda p, t, s, w, o: [str(p), s], "is a directory"),
+    case("empty-file", lambda p, t, s, w, o: [t, write(p / "empty.jpg", b"")],
+         "the file is empty"),
+    case("truncated-jpeg", lambda p, t, s, w, o: [truncated_jpeg(p / "half.jpg"), s],
+         "the file is damaged or truncated"),
+    case("text-file-named-jpg", lambda p, t, s, w, o: [
+            write(p / "notes.jpg", b"hello\n" * 50), s],
+         "not an image file Pillow can read"),
+    case("format-pillow-cannot-read-svg", lambda p, t, s, w, o: [
+            t, write(p / "a.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" '
+                                   b'height="9"><rect width="9" height="9"/></svg>')],
+         "not an image file Pillow can read"),
+    case("initial-image-missing", lambda p, t, s, w, o: [t, s, "--init", str(p / "x.png")],
+         "initial image '{p}/x.png' does not exist"),
+    case("too-narrow-at-this-height", lambda p, t, s, w, o: [
+            saved_image(p / "narrow.png", (40, 4000)), s, "--height", "400"],
+         "it would be 4 px wide, and VGG19 needs at least 32; use --height 3200"),
+    case("extreme-aspect-too-big-for-memory", lambda p, t, s, w, o: [
+            saved_image(p / "wide.png", (4000, 40)), s, "--height", "400"],
+         "a 40000x400 image needs about"),
+    case("weights-file-missing", lambda p, t, s, w, o: [t, s, "--weights", str(p / "w.h5")],
+         "weights file '{p}/w.h5' does not exist"),
+    case("weights-not-hdf5", lambda p, t, s, w, o: [
+            t, s, "--weights", write(p / "w.h5", b"x" * 99)],
+         "is not an HDF5 (.h5) file"),
+    case("weights-of-the-wrong-shapes", lambda p, t, s, w, o: [
+            t, s, "--weights", bad_weights(p, w)],
+         "layer block3_conv1 has shapes (3, 3, 128, 100), (256,), expected (3, 3, 128, 256)"),
+    case("non-numeric-weight", lambda p, t, s, w, o: [t, s, "--style-weight", "lots"],
+         "argument --style-weight: invalid float value: 'lots'"),
+    case("negative-weight", lambda p, t, s, w, o: [t, s, "--content-weight", "-1"],
+         "--content-weight must be a number >= 0, got -1.0"),
+    case("nan-weight", lambda p, t, s, w, o: [t, s, "--tv-weight", "nan"],
+         "--tv-weight must be a number >= 0, got nan"),
+    case("zero-iterations", lambda p, t, s, w, o: [t, s, "--iterations", "0"],
+         "--iterations must be at least 1, got 0"),
+    case("negative-height", lambda p, t, s, w, o: [t, s, "--height", "-5"],
+         "--height must be at least 32"),
+    case("zero-height", lambda p, t, s, w, o: [t, s, "--height", "0"],
+         "--height must be at least 32"),
+    case("unknown-layer", lambda p, t, s, w, o: [
+            t, s, "--style-layers", "block1_conv1,block9_conv1"],
+         "unknown VGG19 layer 'block9_conv1'"),
+    case("unknown-content-layer", lambda p, t, s, w, o: [t, s, "--content-layer", "fc1"],
+         "unknown VGG19 layer 'fc1'"),
+    case("style-blend-count", lambda p, t, s, w, o: [t, s, s, "--style-blend", "1", "2", "3"],
+         "--style-blend has 3 weights for 2 style images"),
+    case("bad-scales", lambda p, t, s, w, o: [t, s, "--scales", "1,0.5"],
+         "--scales must be increasing fractions"),
+    case("unknown-precision", lambda p, t, s, w, o: [t, s, "--precision", "float16"],
+         "argument --precision: invalid choice: 'float16'"),
+    case("unknown-output-extension", lambda p, t, s, w, o: [t, s, "--output", str(p / "r.xyz")],
+         "unknown image extension"),
+    case("output-folder-not-writable", lambda p, t, s, w, o: [
+            t, s, "--output-dir", os.path.join(write(p / "afile", b"x"), "sub")],
+         "cannot write to output folder"),
 ]
 
 
@@ -158,10 +167,9 @@ def saved_image(path, size):
     return str(path)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gives_one_line_and_exit_2(case, images, weights_file, tmp_path, capsys,
-                                             monkeypatch):
-    name, argv, expected = case
+@pytest.mark.parametrize("argv,expected", CASES)
+def test_bad_input_gives_one_line_and_exit_2(argv, expected, images, weights_file, tmp_path,
+                                             capsys, monkeypatch):
     target, style, out = images
     monkeypatch.setattr(st, "available_memory_mb", lambda: 20000.0)
     args = argv(tmp_path, target, style, weights_file, out)
@@ -170,7 +178,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, images, weights_file, tmp_pat
     if "--output-dir" not in args:
         args += ["--output-dir", out]
     before = sorted(os.listdir(tmp_path))
-    assert run_main(args + ["--height", "48"] if "--height" not in args else args) == 2
+    assert run_main([*args, "--height", "48"] if "--height" not in args else args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert expected.format(p=tmp_path) in err
@@ -234,3 +242,18 @@ def test_almost_full_disk_found_before_optimising(images, weights_file, capsys, 
         10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
     assert run_main([target, style, "--weights", weights_file, "--output-dir", out]) == 2
     assert "has only 1 MB free" in capsys.readouterr().err
+
+
+def test_summary_prints_the_extractors_structure_and_exits(images, capsys):
+    target, style, out = images
+    # no --weights: the summary needs none, and this test's network is disabled
+    assert run_main([target, style, "--height", "48", "--precision", "float32",
+                     "--output-dir", out, "--summary"]) == 0
+    text = capsys.readouterr().out
+    deepest = st.layers_up_to(st.LossSettings().layers)
+    params = sum(9 * cin * cout + cout for _, cin, cout in st.VGG19_CONV_LAYERS[:len(deepest)])
+    for name in deepest:
+        assert name in text
+    assert "block5_conv3" not in text and "(None, 3, 4, 512)" in text  # 64x48 over 16
+    assert f"Total params: {params:,}" in text
+    assert not os.path.exists(out)

