@@ -166,14 +166,14 @@ def load_transform_net(path, precision="float32"):
             saved = keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001  whatever it is, it is not one of ours
         raise FatalError(f"model '{path}' is not a transform net made by "
-                         f"'fast_style_transfer.py train' ({type(e).__name__})")
+                         f"'fast_style_transfer.py train' ({type(e).__name__})") from None
     try:
         if saved.name != "transform_net":
             raise ValueError(saved.name)
         widths, blocks = architecture_of(saved)
     except ValueError:
         raise FatalError(f"model '{path}' is a Keras model but not a transform net made by "
-                         "'fast_style_transfer.py train'")
+                         "'fast_style_transfer.py train'") from None
     net = build_transform_net(widths, blocks, precision)
     net.set_weights(saved.get_weights())
     return net
@@ -212,7 +212,7 @@ class PerceptualLoss:
         self.content_layer, self.style_layers = content_layer, list(style_layers)
         self.weights = (content_weight, style_weight, tv_weight)
         self.img_size = size * size
-        layers = sorted(set([content_layer, *style_layers]))
+        layers = sorted({content_layer, *style_layers})
         self.extractor = st.build_feature_extractor(weights, layers, "max", precision)
         # fw's input needs only the content layer: a shorter VGG19 for it
         self.content_extractor = st.build_feature_extractor(weights, [content_layer], "max",
@@ -369,7 +369,7 @@ class Trainer:
             generated = self.net(photos, training=True)
             total, parts = self.loss(photos, generated, self.global_batch)
         variables = self.net.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables, strict=True))
         return tf.stack([total, *parts])
 
     def _step(self, photos):
@@ -386,9 +386,9 @@ class Trainer:
                 [v.numpy() for v in self.optimizer.variables])
 
     def restore(self, net_weights, optimizer_variables):
-        for variable, value in zip(self.net.weights, net_weights):
+        for variable, value in zip(self.net.weights, net_weights, strict=True):
             variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, optimizer_variables):
+        for variable, value in zip(self.optimizer.variables, optimizer_variables, strict=True):
             variable.assign(value)
 
 
@@ -413,7 +413,7 @@ def load_checkpoint(path, trainer):
             step = int(saved["step"])
     except (OSError, KeyError, ValueError) as e:
         raise FatalError(f"checkpoint '{path}' cannot be resumed from ({e}); "
-                         "train again without --resume")
+                         "train again without --resume") from None
     shapes = [w.shape for w in trainer.net.weights]
     if [a.shape for a in net] != [tuple(s) for s in shapes]:
         raise FatalError(f"checkpoint '{path}' is of another network (--filters, "
@@ -718,7 +718,7 @@ def stylize(args):
     folder = os.path.dirname(os.path.abspath(stylised_path(args, photos[0])))
     os.makedirs(folder, exist_ok=True)
     st.check_output({"final": os.path.join(folder, "x.png")})
-    for i, (path, image) in enumerate(zip(photos, images), start=1):
+    for i, (path, image) in enumerate(zip(photos, images, strict=True), start=1):
         start = time.perf_counter()
         pixels = np.asarray(image)
         result = stylise_pixels(net, pixels)
@@ -737,7 +737,7 @@ def _int_tuple(text):
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got "
-                                         f"'{text}'")
+                                         f"'{text}'") from None
 
 
 def build_parser():

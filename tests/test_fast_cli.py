@@ -85,7 +85,7 @@ CASES = {
     "train: photos folder missing": (
         lambda f: train(f, photos=str(f["tmp"] / "nowhere")), "is not a folder"),
     "train: style image missing": (
-        lambda f: train(f)[:1] + [str(f["tmp"] / "nope.png")] + train(f)[2:],
+        lambda f: [*train(f)[:1], str(f["tmp"] / "nope.png"), *train(f)[2:]],
         "style image"),
     "train: model not .keras": (
         lambda f: [*train(f), "--model", str(f["tmp"] / "m.h5")], "must end in .keras"),

@@ -36,7 +36,7 @@ def test_saved_and_loaded_nets_compute_the_same(model, tmp_path):
 def test_a_bfloat16_net_is_rebuilt_from_the_same_weights(model):
     net32 = fst.load_transform_net(model, "float32")
     net16 = fst.load_transform_net(model, "bfloat16")
-    for a, b in zip(net32.get_weights(), net16.get_weights()):
+    for a, b in zip(net32.get_weights(), net16.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     pixels = np.asarray(make_target((48, 40)))
     difference = np.abs(fst.stylise_pixels(net32, pixels).astype(int)

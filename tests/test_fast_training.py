@@ -1,6 +1,7 @@
 """Fast mode, training: the loss falls, resume is exact, devices agree, signals save."""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_a_few_steps_lower_the_loss(setup):
 
 
 def test_training_writes_model_record_previews_and_figure(setup, capsys):
-    style, photos, model, _ = setup
+    style, _photos, model, _ = setup
     assert fst.main(train_argv(setup)) == 0
     folder = os.path.dirname(model)
     assert sorted(os.listdir(folder)) == ["tiny.ckpt.npz", "tiny.json", "tiny.keras",
@@ -82,7 +83,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(setup, tmp_path):
     other = (*setup[:2], str(tmp_path / "again" / "tiny.keras"), setup[3])
     assert fst.main(train_argv(other, steps=2)) == 0
     assert fst.main(train_argv(other, "--resume", steps=6)) == 0
-    for a, b in zip(uninterrupted, weights_of(other[2])):
+    for a, b in zip(uninterrupted, weights_of(other[2]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert [h["step"] for h in record_of(other[2])["history"]] == [1, 2, 3, 4, 5, 6]
     assert record_of(other[2])["resumed_at"] == [2]
@@ -92,10 +93,10 @@ def test_resume_needs_a_checkpoint_and_an_existing_model_needs_a_flag(setup, cap
     assert fst.main(train_argv(setup, "--resume")) == 2
     assert "--resume: no checkpoint" in capsys.readouterr().err
     assert fst.main(train_argv(setup, steps=1)) == 0
-    before = open(setup[2], "rb").read()
+    before = pathlib.Path(setup[2]).read_bytes()
     assert fst.main(train_argv(setup, steps=1)) == 2
     assert "exists; pass --resume" in capsys.readouterr().err
-    assert open(setup[2], "rb").read() == before
+    assert pathlib.Path(setup[2]).read_bytes() == before
     assert fst.main(train_argv(setup, "--overwrite", steps=1)) == 0
 
 
@@ -109,7 +110,7 @@ def test_a_signal_checkpoints_and_resume_finishes_the_run(setup, tmp_path, signu
         if line.startswith("step 3/"):
             process.send_signal(signum)
             break
-    stdout, stderr = process.communicate(timeout=120)
+    _stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
     name = signal.Signals(signum).name
     assert f"interrupted ({name}) at step" in stderr
@@ -162,7 +163,7 @@ TWO_DEVICES = textwrap.dedent("""
 def test_one_step_on_two_devices_equals_one_device(weights_file):
     code = TWO_DEVICES.format(root=ROOT, tests=os.path.join(ROOT, "tests"),
                               weights=weights_file)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
@@ -171,14 +172,14 @@ def test_one_step_on_two_devices_equals_one_device(weights_file):
     fresh = fst.build_transform_net((4, 4, 8), 1, "float32", 0).get_weights()
     # the step each took: -lr * the gradient summed over replicas
     steps_one = [np.subtract(one, start.ravel()) for one, start in
-                 zip(results["one"]["weights"], fresh)]
+                 zip(results["one"]["weights"], fresh, strict=True)]
     steps_two = [np.subtract(two, start.ravel()) for two, start in
-                 zip(results["two"]["weights"], fresh)]
+                 zip(results["two"]["weights"], fresh, strict=True)]
     # against the largest step: a weight whose gradient is 0 in exact arithmetic (the last
     # residual block's offset, removed by the next instance normalisation) gets rounding
     # noise that differs between the two summation orders
     scale = max(np.abs(s).max() for s in steps_one)
-    for two, one in zip(steps_two, steps_one):
+    for two, one in zip(steps_two, steps_one, strict=True):
         np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-5 * scale)
     moved = sum(np.abs(s).max() > 1e-3 * scale for s in steps_one)
     assert moved >= len(fresh) - 2  # the step moved the weights: the test means something
