@@ -200,45 +200,43 @@ def vgg_input(rgb):
 
 class PerceptualLoss:
     """The chapter's loss of a batch of fw's outputs, averaged over the batch:
-    content_weight * content loss + style_weight * style loss + tv_weight * TV loss.
+    content_weight * content loss + style_weight * style loss + tv_weight * TV loss,
+    with the layers and weights of settings (a style_transfer.LossSettings).
 
     The style Gram matrices are computed once, here, for crops of size x size.
     """
 
-    def __init__(self, weights, style_image, size, content_layer=CONTENT_LAYER,
-                 style_layers=STYLE_LAYERS, content_weight=CONTENT_WEIGHT,
-                 style_weight=STYLE_WEIGHT, tv_weight=TV_WEIGHT, style_size=STYLE_SIZE,
+    def __init__(self, weights, style_image, size, settings, style_size=STYLE_SIZE,
                  precision="float32"):
-        self.content_layer, self.style_layers = content_layer, list(style_layers)
-        self.weights = (content_weight, style_weight, tv_weight)
+        self.settings = settings
         self.img_size = size * size
-        layers = sorted({content_layer, *style_layers})
-        self.extractor = st.build_feature_extractor(weights, layers, "max", precision)
+        self.extractor = st.build_feature_extractor(weights, settings.layers, "max",
+                                                    precision)
         # fw's input needs only the content layer: a shorter VGG19 for it
-        self.content_extractor = st.build_feature_extractor(weights, [content_layer], "max",
-                                                            precision)
+        self.content_extractor = st.build_feature_extractor(
+            weights, [settings.content_layer], "max", precision)
         style_width = max(st.MIN_SIDE, round(style_image.size[0] * style_size
                                              / style_image.size[1]))
         style = st.preprocess_image(style_image, (style_width, style_size))
         self.style_grams = {layer: tf.constant(gram) for layer, gram in st.style_grams(
-            self.extractor, [style], [1.0], self.style_layers, self.img_size).items()}
+            self.extractor, [style], [1.0], settings.style_layers, self.img_size).items()}
 
     def __call__(self, photos, generated, global_batch):
         """(total, [content, style, tv]) summed over this batch and divided by
         global_batch, so that replicas' sums add up to the mean over all photos."""
-        content_weight, style_weight, tv_weight = self.weights
-        targets = self.content_extractor(vgg_input(photos))[self.content_layer]
+        settings, layer = self.settings, self.settings.content_layer
+        targets = self.content_extractor(vgg_input(photos))[layer]
         features = self.extractor(vgg_input(generated))
-        per_layer = style_weight / len(self.style_layers)
         content, style = [], []
         for i in range(photos.shape[0]):
-            content.append(st.content_loss(targets[i], features[self.content_layer][i]))
-            style.append(tf.add_n([st.style_loss(self.style_grams[layer], features[layer][i],
+            content.append(st.content_loss(targets[i], features[layer][i]))
+            style.append(tf.add_n([st.style_loss(self.style_grams[name], features[name][i],
                                                  self.img_size)
-                                   for layer in self.style_layers]))
-        content = content_weight * tf.add_n(content) / global_batch
+                                   for name in settings.style_layers]))
+        per_layer = settings.style_weight / len(settings.style_layers)
+        content = settings.content_weight * tf.add_n(content) / global_batch
         style = per_layer * tf.add_n(style) / global_batch
-        tv = tv_weight * st.total_variation_loss(generated) / global_batch
+        tv = settings.tv_weight * st.total_variation_loss(generated) / global_batch
         return content + style + tv, [content, style, tv]
 
 
@@ -583,9 +581,8 @@ def train(args):
     print(f"{len(training)} training photos, preview '{preview_path}', precision "
           f"{precision}, {strategy.num_replicas_in_sync} device(s)")
     with strategy.scope():
-        loss = PerceptualLoss(vgg_weights, style, args.size, args.content_layer,
-                              args.style_layers, args.content_weight, args.style_weight,
-                              args.tv_weight, args.style_size, precision)
+        loss = PerceptualLoss(vgg_weights, style, args.size, st.LossSettings.from_args(args),
+                              args.style_size, precision)
     trainer = Trainer(strategy, loss, args.filters, args.residual_blocks,
                       args.learning_rate, precision, args.seed, args.batch_size)
     record = new_record(args, weights_line, precision, training, preview_path, strategy)
