@@ -868,12 +868,88 @@ def output_paths(args):
                             f"{name(args.target)}_{'+'.join(name(s) for s in args.style)}")
         extension = ".png"
     base, n = stem, 1
-    while not args.overwrite and (os.path.exists(stem + extension)
-                                  or os.path.exists(stem + ".json")):
+    while not args.overwrite and any(os.path.lexists(stem + end) for end in (
+            extension, ".json", "_comparison.png")):
         stem, n = f"{base}_{n}", n + 1
     return {"final": stem + extension, "record": stem + ".json",
             "figure": stem + "_comparison.png",
             "iteration": stem + "_at_iteration_{}.png"}
+
+
+def claim_outputs(args):
+    """(paths, claim): output_paths whose final image's name this run has created,
+    empty, with O_EXCL, so that runs started at the same moment into one folder each get
+    their own numbered set of names. claim is (st_dev, st_ino) of that placeholder, which
+    the final image's atomic rename replaces; None with --overwrite, which claims nothing.
+    """
+    while True:
+        paths = output_paths(args)
+        if args.overwrite:
+            return paths, None
+        try:
+            fd = os.open(paths["final"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another run took this name since output_paths looked: the next one
+        info = os.fstat(fd)
+        os.close(fd)
+        return paths, (info.st_dev, info.st_ino)
+
+
+def release_claim(paths, claim):
+    """Remove the final image's placeholder if the run ended without replacing it."""
+    if paths is None or claim is None:
+        return
+    with contextlib.suppress(OSError):
+        info = os.lstat(paths["final"])
+        if (info.st_dev, info.st_ino) == claim and info.st_size == 0:
+            os.remove(paths["final"])
+
+
+def output_files(paths, args):
+    """[(what, path)] of every file this run may write."""
+    files = [("final image", paths["final"]), ("run record", paths["record"]),
+             ("comparison figure", paths["figure"])]
+    if args.save_every:
+        total = args.iterations * len(args.scales)
+        files += [(f"image at iteration {i}", paths["iteration"].format(i))
+                  for i in range(args.save_every, total + 1, args.save_every)]
+    return files
+
+
+def input_files(args):
+    """[(what, path)] of every file this run reads: images and weights."""
+    files = [("target image", args.target)] + [("style image", s) for s in args.style]
+    if args.init not in ("content", "noise", "style"):
+        files.append(("initial image", args.init))
+    if args.weights == "imagenet":
+        files += [("cached weights file", path) for path in weights_cache_files()]
+    else:
+        files.append(("weights file", args.weights))
+    return files
+
+
+def check_outputs_are_not_inputs(outputs, inputs):
+    """Refuse a run that would write over one of its own inputs, whatever --output,
+    --output-dir and --overwrite say: the same resolved path (so ../ and symbolic links
+    count) or, for files that exist, the same device and inode (so hard links count)."""
+    def identity(path):
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    known = [(what, path, os.path.realpath(path), identity(path)) for what, path in inputs]
+    for what_out, out in outputs:
+        real, same = os.path.realpath(out), identity(out)
+        for what_in, path, real_in, same_in in known:
+            if real == real_in or (same is not None and same == same_in):
+                raise FatalError(f"the {what_out} '{out}' would be written over the "
+                                 f"{what_in} '{path}'; --overwrite replaces earlier outputs "
+                                 "only: choose another --output or --output-dir")
+        if os.path.isdir(out):
+            raise FatalError(f"the {what_out} '{out}' would be written where a folder is; "
+                             "choose another --output or --output-dir")
 
 
 def library_versions():
@@ -1183,6 +1259,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    paths = claim = None
     try:
         check_args(args)
         target = load_image(args.target, "target")
@@ -1203,12 +1280,15 @@ def main(argv=None):
             raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
                              f"of memory and {have / 1024:.1f} GB is available; try "
                              f"--height {max(MIN_SIDE, fits)}")
-        paths = output_paths(args)
-        check_output(paths)
+        check_output(output_paths(args))
+        paths, claim = claim_outputs(args)
+        outputs = output_files(paths, args)
+        check_outputs_are_not_inputs(outputs, input_files(args))
         if target.size[1] < height:
             note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
                  f"upscaled to {width}x{height}")
         weights_path, weights_line = resolve_weights(args.weights)
+        check_outputs_are_not_inputs(outputs, [("weights file", weights_path)])
         return stylise(args, paths, target, styles, init_image, weights_path, weights_line)
     except FatalError as e:
         if args.debug:
@@ -1221,6 +1301,8 @@ def main(argv=None):
         print(f"error: {e.strerror or e}{': ' + e.filename if e.filename else ''}",
               file=sys.stderr)
         return 2
+    finally:
+        release_claim(paths, claim)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,17 @@ import faulthandler
 import hashlib
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import threading
 
 import pytest
+from PIL import Image
 
 import style_transfer as st
+from conftest import ROOT, quick_args
 
 
 def run_main(argv):
@@ -123,3 +128,150 @@ def test_cached_weights_that_are_not_regular_files_are_refused(tmp_path, monkeyp
     with pytest.raises(st.FatalError, match="cached weights file .* is a named pipe, not a "
                                             "regular file; remove it"):
         st.resolve_weights("imagenet")
+
+
+# ---- 2. a run never writes over its own inputs
+def link(kind, source, path):
+    (os.link if kind == "hard" else os.symlink)(source, path)
+    return str(path)
+
+
+def copy(source, path):
+    shutil.copy(source, path)
+    return str(path)
+
+
+# (id, argv given tmp_path, target, style, weights, out -> argv, expected in the message)
+OVER_INPUTS = [
+    ("--output is the target, by ../", lambda p, t, s, w, o: [
+        t, s, "--output", os.path.join(o, "..", "target.png")],
+     "the final image '{o}/../target.png' would be written over the target image "
+     "'{p}/target.png'"),
+    ("--output is a hard link to the style", lambda p, t, s, w, o: [
+        t, s, "--output", link("hard", s, p / "hard.png")],
+     "would be written over the style image"),
+    ("--output is a symbolic link to the target", lambda p, t, s, w, o: [
+        t, s, "--output", link("soft", t, p / "soft.png")],
+     "would be written over the target image"),
+    ("--init is the result it would replace", lambda p, t, s, w, o: [
+        t, s, "--output-dir", str(p), "--init", copy(t, p / "target_style.png")],
+     "the final image '{p}/target_style.png' would be written over the initial image"),
+    ("a per-iteration image is a style image", lambda p, t, s, w, o: [
+        t, copy(s, p / "r_at_iteration_2.png"), "--output", str(p / "r.png")],
+     "the image at iteration 2 '{p}/r_at_iteration_2.png' would be written over the "
+     "style image"),
+    ("the record is the weights file", lambda p, t, s, w, o: [
+        t, s, "--output", str(p / "r.png"), "--weights", copy(w, p / "r.json")],
+     "the run record '{p}/r.json' would be written over the weights file '{p}/r.json'"),
+]
+
+
+@pytest.mark.parametrize("case", OVER_INPUTS, ids=[c[0] for c in OVER_INPUTS])
+def test_a_run_never_writes_over_its_inputs(case, images, weights_file, tmp_path, capsys,
+                                            monkeypatch):
+    name, argv, expected = case
+    target, style, out = images
+    args = argv(tmp_path, target, style, weights_file, out)
+    inputs = [a for a in args if os.path.isfile(a)]
+    before = {path: digest(path) for path in inputs}
+    listing = sorted(set(os.listdir(tmp_path)) | {"out"})
+
+    def too_late(*a, **k):
+        raise AssertionError("the model was loaded before the check")
+    monkeypatch.setattr(st, "read_vgg19_h5", too_late)
+    if "--weights" not in args:
+        args += ["--weights", weights_file]
+    if "--output-dir" not in args:
+        args += ["--output-dir", out]
+    assert run_main(args + ["--overwrite", "--height", "48", "--iterations", "2"]) == 2
+    err = one_error_line(capsys)
+    assert expected.format(p=tmp_path, o=out) in err
+    assert "--overwrite replaces earlier outputs only" in err
+    assert {path: digest(path) for path in inputs} == before
+    assert sorted(set(os.listdir(tmp_path)) | {"out"}) == listing
+    assert not os.path.exists(out) or os.listdir(out) == []
+
+
+def test_without_overwrite_an_output_named_as_the_target_gets_a_number(images, weights_file,
+                                                                       tmp_path):
+    target, style, out = images
+    before = digest(target)
+    assert run_main([target, style, "--output", target, "--save-every", "0",
+                     *quick_args(weights_file, out)]) == 0
+    assert digest(target) == before
+    assert os.path.exists(tmp_path / "target_1.png") and os.path.exists(
+        tmp_path / "target_1.json")
+
+
+def test_an_output_name_taken_by_a_folder_is_refused(images, weights_file, tmp_path, capsys):
+    target, style, out = images
+    os.makedirs(os.path.join(out, "target_style.png"))
+    assert run_main([target, style, "--overwrite", *quick_args(weights_file, out)]) == 2
+    assert "would be written where a folder is" in one_error_line(capsys)
+
+
+# ---- 3. concurrent runs never clobber each other
+def test_claims_racing_in_threads_each_get_their_own_name(images, tmp_path):
+    target, style, out = images
+    os.makedirs(out)
+    args = st.build_parser().parse_args([target, style, "--output-dir", out])
+    start, claims = threading.Barrier(16), []
+
+    def claim():
+        start.wait()
+        claims.append(st.claim_outputs(args))
+    threads = [threading.Thread(target=claim) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    finals = sorted(paths["final"] for paths, _ in claims)
+    assert len(set(finals)) == 16
+    assert sorted(os.listdir(out)) == sorted(os.path.basename(f) for f in finals)
+    for paths, claim in claims:
+        st.release_claim(paths, claim)
+    assert os.listdir(out) == []
+
+
+def test_an_earlier_runs_figure_alone_keeps_its_name_taken(images, tmp_path):
+    target, style, out = images
+    os.makedirs(out)
+    open(os.path.join(out, "target_style_comparison.png"), "wb").close()
+    args = st.build_parser().parse_args([target, style, "--output-dir", out])
+    assert st.output_paths(args)["final"] == os.path.join(out, "target_style_1.png")
+
+
+def script(*argv, **kwargs):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "style_transfer.py"), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, **kwargs)
+
+
+def test_runs_started_together_each_keep_their_own_files(images, weights_file):
+    target, style, out = images
+    runs = [script(target, style, *quick_args(weights_file, out, "--iterations", "1",
+                                              "--evals-per-iteration", "2"))
+            for _ in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+    records = [record_of(os.path.join(out, name)) for name in sorted(os.listdir(out))
+               if name.endswith(".json")]
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
+    written = [set(r["outputs"][k] for k in ("final", "record", "figure"))
+               | {r["outputs"]["iteration"].format(1)} for r in records]
+    assert len(set.union(*written)) == 8  # two sets of four names, none shared
+    assert sorted(os.path.join(out, f) for f in os.listdir(out)) == sorted(set.union(*written))
+    for r in records:
+        Image.open(r["outputs"]["final"]).verify()
+
+
+def test_a_run_that_fails_after_its_claim_leaves_no_placeholder(images, weights_file,
+                                                                tmp_path, capsys):
+    target, style, out = images
+    not_h5 = tmp_path / "w.h5"
+    not_h5.write_bytes(b"x" * 99)
+    assert run_main([target, style, "--weights", str(not_h5), "--output-dir", out,
+                     "--height", "48"]) == 2
+    assert "is not an HDF5 (.h5) file" in one_error_line(capsys)
+    assert os.listdir(out) == []
