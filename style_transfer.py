@@ -92,6 +92,9 @@ MIN_SIDE = 32                 # block5 sees 1/16 of each side: below 32 px it se
 # at 266x200, 1209 MB at 533x400, 2663 MB at 1066x800; bfloat16 needs less) with room to spare.
 MEMORY_BASE_MB = 800
 MEMORY_MB_PER_MEGAPIXEL = 2900
+# A style image only goes forward through VGG19 (no gradient), once per scale: measured at
+# 630 MB per megapixel in float32 between 533x400 and 1066x800, with room to spare.
+MEMORY_MB_PER_STYLE_MEGAPIXEL = 850
 # No read is unbounded: files larger than these are refused before a byte is read. Pillow
 # refuses images over ~89 million pixels anyway; Keras' VGG19 weights are 80 MB (notop)
 # and 548 MB (with the top).
@@ -198,6 +201,12 @@ def blend_weights(weights, count):
 def image_size(width, height, target_height):
     """(width, height) of the generated image: target_height high, the target's aspect."""
     return max(1, int(width * target_height / height)), target_height
+
+
+def style_size(size, style_scale):
+    """(width, height) the style images take for a generated image of size (w, h)."""
+    return (max(MIN_SIDE, round(size[0] * style_scale)),
+            max(MIN_SIDE, round(size[1] * style_scale)))
 
 
 _FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
@@ -317,6 +326,9 @@ def load_image(path, role):
     except (OSError, SyntaxError, ValueError) as e:
         raise FatalError(f"cannot read {role} image '{path}': the file is damaged "
                          f"or truncated ({e})")
+    except MemoryError:
+        raise FatalError(f"not enough memory to decode {role} image '{path}'; scale it "
+                         "down first")
     if frames > 1:
         note(f"{role} image '{path}' has {frames} frames; using the first")
     image = ImageOps.exif_transpose(image)
@@ -709,9 +721,8 @@ def make_evaluator(extractor, target, styles, blend, size, content_layer, style_
     """evaluate(x) -> (loss, gradient, [content, style, tv]) for a generated image of
     size (width, height), on the float64 vectors scipy's L-BFGS works with."""
     width, height = size
-    style_size = (max(MIN_SIDE, round(width * style_scale)),
-                  max(MIN_SIDE, round(height * style_scale)))
-    grams = style_grams(extractor, [preprocess_image(s, style_size) for s in styles],
+    grams = style_grams(extractor, [preprocess_image(s, style_size(size, style_scale))
+                                    for s in styles],
                         blend, style_layers, width * height)
     loss_and_grads = build_loss_and_grads(
         extractor, tf.constant(preprocess_image(target, size)), grams, content_layer,
@@ -992,8 +1003,64 @@ def available_memory_mb():
     return min(limits) if limits else None
 
 
-def estimated_peak_mb(width, height):
-    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+def estimated_peak_mb(width, height, style_scale=1.0, styles=1, held_pixels=0):
+    """Peak memory of a run at one scale, in MB: TensorFlow's runtime, then the larger of
+    the generated image's forward and backward pass and a style image's forward pass at
+    --style-scale, plus what is held meanwhile: the decoded image files (held_pixels, RGB
+    bytes) and every style image, preprocessed (float32)."""
+    style_width, style_height = style_size((width, height), style_scale)
+    passes = max(MEMORY_MB_PER_MEGAPIXEL * width * height,
+                 MEMORY_MB_PER_STYLE_MEGAPIXEL * style_width * style_height) / 1e6
+    held = (3 * held_pixels + 12 * styles * style_width * style_height) / 2 ** 20
+    return MEMORY_BASE_MB + passes + held
+
+
+def check_memory(args, target, styles, init_image, have):
+    """Refuse a run whose images will not fit in `have` MB, suggesting a --height or a
+    --style-scale that fits. Counts the generated image at every scale, every style image
+    at --style-scale and every image file as decoded (the init image's too)."""
+    held = sum(image.size[0] * image.size[1]
+               for image in [target, *styles, init_image] if image is not None)
+
+    def need(height, style_scale):
+        width, height = image_size(*target.size, height)
+        return max(estimated_peak_mb(max(MIN_SIDE, round(width * scale)),
+                                     max(MIN_SIDE, round(height * scale)),
+                                     style_scale, len(styles), held)
+                   for scale in args.scales)
+
+    def largest(values, fits):  # the largest of increasing values that fits, or None
+        low, high = 0, len(values) - 1
+        if not fits(values[0]):
+            return None
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(values[middle]) else (low, middle - 1)
+        return values[low]
+
+    total = need(args.height, args.style_scale)
+    if total <= have:
+        return
+    width, height = image_size(*target.size, args.height)
+    style_width, style_height = style_size((width, height), args.style_scale)
+    what = f"a {width}x{height} image"
+    style_scale = None
+    if MEMORY_MB_PER_STYLE_MEGAPIXEL * style_width * style_height \
+            > MEMORY_MB_PER_MEGAPIXEL * width * height:  # the style images' pass is larger
+        what += f" with style images at {style_width}x{style_height}"
+        scales = [k / 100 for k in range(1, int(args.style_scale * 100) + 1)]
+        style_scale = largest(scales, lambda s: need(args.height, s) <= have)
+    if style_scale is not None:
+        advice = f"--style-scale {style_scale:g}"
+    else:
+        lowest = max(MIN_SIDE, math.ceil(MIN_SIDE * target.size[1] / target.size[0]))
+        fitting = largest(list(range(lowest, args.height + 1)),
+                          lambda h: need(h, args.style_scale) <= have)
+        advice = (f"--height {fitting}" if fitting is not None else
+                  "closing other programs or smaller image files; even --height "
+                  f"{lowest} needs {need(lowest, args.style_scale) / 1024:.1f} GB")
+    raise FatalError(f"{what} needs about {total / 1024:.1f} GB of memory and "
+                     f"{have / 1024:.1f} GB is available; try {advice}")
 
 
 def check_output(paths):
@@ -1165,6 +1232,12 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
         raise FatalError(f"the loss became NaN or infinite at evaluation {e.args[0]}; "
                          f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
                          "or a smaller --height")
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:
+        finish("stopped: out of memory")
+        kept = (f"kept the last good image in {paths['final']} and the record in "
+                f"{paths['record']}" if latest["x"] is not None else
+                f"kept the record in {paths['record']}")
+        raise FatalError(out_of_memory(args, e, kept))
     finish("completed")
     result = pixels_of(latest["x"], latest["shape"])
     plot_comparison(target_pixels, [np.asarray(s.resize((width, height), Image.BICUBIC))
@@ -1257,6 +1330,18 @@ def build_parser():
     return p
 
 
+def out_of_memory(args, error, kept=""):
+    """What ran out, what was kept and what to try, for a MemoryError or a
+    ResourceExhaustedError."""
+    what = "the GPU's memory" if isinstance(error, tf.errors.ResourceExhaustedError) \
+        and GPUS else "memory"
+    advice = f"--height {max(MIN_SIDE, args.height * 7 // 10)}"
+    if args.style_scale > 1:
+        advice += " or a smaller --style-scale"
+    kept = f"; {kept}" if kept else ""
+    return f"ran out of {what} ({type(error).__name__}){kept}; try {advice}"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     paths = claim = None
@@ -1273,13 +1358,9 @@ def main(argv=None):
                 f"height {height} it would be {width} px wide, and VGG19 needs at least "
                 f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
                 " or more, or crop it")
-        need, have = estimated_peak_mb(width, height), available_memory_mb()
-        if have is not None and need > have and not GPUS:
-            fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
-                                          / (need - MEMORY_BASE_MB)))
-            raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
-                             f"of memory and {have / 1024:.1f} GB is available; try "
-                             f"--height {max(MIN_SIDE, fits)}")
+        have = available_memory_mb()
+        if have is not None and not GPUS:
+            check_memory(args, target, styles, init_image, have)
         check_output(output_paths(args))
         paths, claim = claim_outputs(args)
         outputs = output_files(paths, args)
@@ -1300,6 +1381,11 @@ def main(argv=None):
             raise
         print(f"error: {e.strerror or e}{': ' + e.filename if e.filename else ''}",
               file=sys.stderr)
+        return 2
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:
+        if args.debug:
+            raise
+        print(f"error: {out_of_memory(args, e)}", file=sys.stderr)
         return 2
     finally:
         release_claim(paths, claim)

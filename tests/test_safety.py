@@ -12,6 +12,7 @@ import sys
 import threading
 
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import style_transfer as st
@@ -275,3 +276,86 @@ def test_a_run_that_fails_after_its_claim_leaves_no_placeholder(images, weights_
                      "--height", "48"]) == 2
     assert "is not an HDF5 (.h5) file" in one_error_line(capsys)
     assert os.listdir(out) == []
+
+
+# ---- 5. the memory check counts every image; running out mid-run keeps the result
+def test_style_images_at_style_scale_are_counted(images, weights_file, capsys, monkeypatch):
+    target, style, out = images
+    monkeypatch.setattr(st, "available_memory_mb", lambda: 3000.0)
+    assert run_main([target, style, "--weights", weights_file, "--output-dir", out,
+                     "--height", "400", "--style-scale", "10"]) == 2
+    err = one_error_line(capsys)
+    assert "a 533x400 image with style images at 5330x4000 needs about" in err
+    suggested = float(err.split("--style-scale ")[1])
+    assert 1 < suggested < 10
+
+    def need(style_scale):
+        return st.estimated_peak_mb(533, 400, style_scale, 1, 64 * 48 + 48 * 48)
+    assert need(suggested) <= 3000 < need(suggested + 0.01)
+    assert not os.path.exists(out) or os.listdir(out) == []
+
+
+def test_the_init_image_is_counted(images, weights_file, tmp_path, capsys, monkeypatch):
+    target, style, out = images
+    init = str(tmp_path / "huge_init.png")
+    Image.new("RGB", (4000, 4000), (0, 90, 0)).save(init)
+    without = st.estimated_peak_mb(400, 300, 1.0, 1, 64 * 48 + 48 * 48)
+    monkeypatch.setattr(st, "available_memory_mb", lambda: without + 20)  # init: +46 MB
+    assert run_main([target, style, "--weights", weights_file, "--output-dir", out,
+                     "--height", "300", "--init", init]) == 2
+    err = one_error_line(capsys)
+    assert "a 400x300 image needs about" in err
+    suggested = int(err.split("--height ")[1])
+
+    def need(height):
+        return st.estimated_peak_mb(*st.image_size(64, 48, height), 1.0, 1,
+                                    64 * 48 + 48 * 48 + 4000 * 4000)
+    assert suggested < 300 and need(suggested) <= without + 20 < need(suggested + 1)
+
+
+def test_every_scale_is_counted(monkeypatch):
+    args = st.build_parser().parse_args(["t", "s", "--scales", "0.25,0.5,1", "--height",
+                                         "800", "--style-scale", "1.5"])
+    seen, estimate = set(), st.estimated_peak_mb
+
+    def estimated_peak_mb(width, height, style_scale, styles, held):
+        seen.add((width, height, style_scale, styles, held))
+        return estimate(width, height, style_scale, styles, held)
+    monkeypatch.setattr(st, "estimated_peak_mb", estimated_peak_mb)
+    image = Image.new("RGB", (4, 3))
+    st.check_memory(args, image, [image, image], image, have=10 ** 6)
+    assert seen == {(266, 200, 1.5, 2, 48), (533, 400, 1.5, 2, 48), (1066, 800, 1.5, 2, 48)}
+
+
+def failing_at_call(n, error):
+    """make_evaluator whose n-th evaluation raises error."""
+    make = st.make_evaluator
+
+    def make_evaluator(*args, **kwargs):
+        evaluate, calls = make(*args, **kwargs), []
+
+        def wrapped(x):
+            calls.append(1)
+            if len(calls) == n:
+                raise error
+            return evaluate(x)
+        return wrapped
+    return make_evaluator
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(), tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")],
+    ids=["MemoryError", "ResourceExhaustedError"])
+def test_running_out_of_memory_mid_run_keeps_the_image_and_record(images, weights_file,
+                                                                  capsys, monkeypatch, error):
+    target, style, out = images
+    monkeypatch.setattr(st, "make_evaluator", failing_at_call(9, error))
+    assert run_main([target, style, *quick_args(weights_file, out)]) == 2
+    err = one_error_line(capsys)
+    assert err == (f"error: ran out of memory ({type(error).__name__}); kept the last good "
+                   f"image in {out}/target_style.png and the record in "
+                   f"{out}/target_style.json; try --height 33\n")
+    record = record_of(os.path.join(out, "target_style.json"))
+    assert record["status"] == "stopped: out of memory" and len(record["history"]) == 2
+    assert Image.open(os.path.join(out, "target_style.png")).size == (64, 48)
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
