@@ -1238,6 +1238,10 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
                 f"{paths['record']}" if latest["x"] is not None else
                 f"kept the record in {paths['record']}")
         raise FatalError(out_of_memory(args, e, kept))
+    except Exception as e:  # main's last resort reports it; the record says what happened
+        with contextlib.suppress(Exception):
+            finish(f"failed: internal error ({type(e).__name__})", {"error": _first_line(e)})
+        raise
     finish("completed")
     result = pixels_of(latest["x"], latest["shape"])
     plot_comparison(target_pixels, [np.asarray(s.resize((width, height), Image.BICUBIC))
@@ -1330,6 +1334,18 @@ def build_parser():
     return p
 
 
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def internal_error(error):
+    """The last resort's one line for an exception nobody expected."""
+    message = _first_line(error)
+    return (f"internal error ({type(error).__name__}{': ' + message if message else ''}); "
+            "rerun with --debug to see where")
+
+
 def out_of_memory(args, error, kept=""):
     """What ran out, what was kept and what to try, for a MemoryError or a
     ResourceExhaustedError."""
@@ -1387,6 +1403,11 @@ def main(argv=None):
             raise
         print(f"error: {out_of_memory(args, e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  the last resort: one line, never a traceback
+        if args.debug:
+            raise
+        print(f"error: {internal_error(e)}", file=sys.stderr)
+        return 1
     finally:
         release_claim(paths, claim)
 

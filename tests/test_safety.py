@@ -359,3 +359,34 @@ def test_running_out_of_memory_mid_run_keeps_the_image_and_record(images, weight
     assert record["status"] == "stopped: out of memory" and len(record["history"]) == 2
     assert Image.open(os.path.join(out, "target_style.png")).size == (64, 48)
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+# ---- 6. no traceback without --debug, ever
+def test_an_unexpected_error_mid_run_is_one_line_and_the_record_is_saved(
+        images, weights_file, capsys, monkeypatch):
+    target, style, out = images
+    monkeypatch.setattr(st, "make_evaluator",
+                        failing_at_call(9, ValueError("injected failure\nsecond line")))
+    assert run_main([target, style, *quick_args(weights_file, out)]) == 1
+    assert capsys.readouterr().err == ("error: internal error (ValueError: injected failure);"
+                                       " rerun with --debug to see where\n")
+    record = record_of(os.path.join(out, "target_style.json"))
+    assert record["status"] == "failed: internal error (ValueError)"
+    assert record["error"] == "injected failure"
+    assert Image.open(os.path.join(out, "target_style.png")).size == (64, 48)
+
+
+def test_an_unexpected_error_before_the_run_leaves_nothing(images, weights_file, capsys,
+                                                           monkeypatch):
+    target, style, out = images
+
+    def broken(spec):
+        return {}[spec]
+    monkeypatch.setattr(st, "resolve_weights", broken)
+    assert run_main([target, style, *quick_args(weights_file, out)]) == 1
+    assert capsys.readouterr().err == ("error: internal error (KeyError: '" + weights_file +
+                                       "'); rerun with --debug to see where\n")
+    assert os.listdir(out) == []
+    with pytest.raises(KeyError):
+        st.main([target, style, *quick_args(weights_file, out), "--debug"])
+    assert os.listdir(out) == []
