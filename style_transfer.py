@@ -32,6 +32,11 @@ import warnings
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the console
+if __name__ == "__main__":  # a signal while the libraries load: nothing to save, so exit
+    # at once (an exception raised inside a C extension's import would print its own story)
+    for _signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if _signum is not None:
+            signal.signal(_signum, lambda signum, frame: os._exit(128 + signum))
 
 import numpy as np
 import scipy
@@ -136,6 +141,40 @@ class FatalError(Exception):
 
 class NonFiniteLoss(Exception):
     """The loss became NaN or infinite during optimisation."""
+
+
+STOP_SIGNALS = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                if s is not None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM (kill, a job scheduler, a container stop) or SIGHUP (the terminal
+    closed): the run saves as for Ctrl-C and exits with 128 + the signal's number."""
+
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    for other in STOP_SIGNALS:  # a second signal must not cut the saving short
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def install_signal_handlers():
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted, caught where KeyboardInterrupt is."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
+
+
+def interrupted_by(error):
+    """(exit status, what to call it) for a KeyboardInterrupt: Ctrl-C's is 'interrupted'
+    and 130, as ever; the others name their signal."""
+    signum = getattr(error, "signum", signal.SIGINT)
+    name = "interrupted" if signum == signal.SIGINT else \
+        f"interrupted by {signal.Signals(signum).name}"
+    return 128 + signum, name
 
 
 def note(message):
@@ -1220,11 +1259,15 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
             optimise(evaluate, x, args.iterations, args.evals_per_iteration,
                      args.lbfgs_restarts, on_iteration, on_step)
             x = latest["x"]
-    except KeyboardInterrupt:
-        finish("interrupted")
-        print(f"interrupted: saved the latest generated image to {paths['final']} and "
-              f"the run record to {paths['record']}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        status, name = interrupted_by(e)
+        finish(name)
+        image = (f"the latest generated image to {paths['final']} and " if latest["x"]
+                 is not None else "")
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"{name}: saved {image}the run record to {paths['record']}",
+                  file=sys.stderr)
+        return status
     except NonFiniteLoss as e:
         finish("stopped: non-finite loss", {"non_finite_at_evaluation": e.args[0]})
         kept = (f"kept the last good image in {paths['final']}" if latest["x"] is not None
@@ -1403,6 +1446,12 @@ def main(argv=None):
             raise
         print(f"error: {out_of_memory(args, e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # before the run started: nothing to save
+        if args.debug:
+            raise
+        status, name = interrupted_by(e)
+        print(f"{name} before the run started; nothing was saved", file=sys.stderr)
+        return status
     except Exception as e:  # noqa: BLE001  the last resort: one line, never a traceback
         if args.debug:
             raise
@@ -1413,5 +1462,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()
     sys.exit(main())

@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import tensorflow as tf
@@ -275,6 +277,64 @@ def test_a_run_that_fails_after_its_claim_leaves_no_placeholder(images, weights_
     assert run_main([target, style, "--weights", str(not_h5), "--output-dir", out,
                      "--height", "48"]) == 2
     assert "is not an HDF5 (.h5) file" in one_error_line(capsys)
+    assert os.listdir(out) == []
+
+
+# ---- 4. termination signals save like Ctrl-C
+@pytest.mark.parametrize("signum,status,name", [
+    (signal.SIGTERM, 143, "interrupted by SIGTERM"),
+    (signal.SIGHUP, 129, "interrupted by SIGHUP")], ids=["SIGTERM", "SIGHUP"])
+def test_termination_signals_save_the_image_and_the_record(images, weights_file, signum,
+                                                           status, name):
+    target, style, out = images
+    run = script(target, style, *quick_args(weights_file, out, "--iterations", "500",
+                                            "--evals-per-iteration", "2"))
+    for line in run.stdout:
+        if line.startswith("iteration 1/"):
+            run.send_signal(signum)
+            break
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == status, stderr
+    assert stderr == (f"{name}: saved the latest generated image to {out}/target_style.png "
+                      f"and the run record to {out}/target_style.json\n")
+    record = record_of(os.path.join(out, "target_style.json"))
+    assert record["status"] == name and len(record["history"]) >= 2
+    final = Image.open(os.path.join(out, "target_style.png"))
+    final.verify()
+    assert final.size == (64, 48)
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def handles(pid, signum):
+    """Whether process pid has a handler installed for signum (Linux: /proc SigCgt)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_ctrl_c_while_the_libraries_load_exits_quietly(images, weights_file):
+    target, style, out = images
+    run = script(target, style, *quick_args(weights_file, out))
+    while not handles(run.pid, signal.SIGTERM):  # the script's own handlers are in place
+        assert run.poll() is None
+        time.sleep(0.01)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130 and stderr == "" and stdout == ""
+    assert not os.path.exists(out)
+
+
+def test_a_signal_before_the_run_started_saves_nothing(images, weights_file, capsys,
+                                                       monkeypatch):
+    target, style, out = images
+
+    def hung_up(spec):
+        raise st.Interrupted(signal.SIGHUP)
+    monkeypatch.setattr(st, "resolve_weights", hung_up)
+    assert run_main([target, style, *quick_args(weights_file, out)]) == 129
+    assert capsys.readouterr().err == ("interrupted by SIGHUP before the run started; "
+                                       "nothing was saved\n")
     assert os.listdir(out) == []
 
 
