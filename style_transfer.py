@@ -1282,8 +1282,10 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
                 f"kept the record in {paths['record']}")
         raise FatalError(out_of_memory(args, e, kept))
     except Exception as e:  # main's last resort reports it; the record says what happened
-        with contextlib.suppress(Exception):
-            finish(f"failed: internal error ({type(e).__name__})", {"error": _first_line(e)})
+        if not isinstance(e, OSError):  # a failing write: writing more would fail too
+            with contextlib.suppress(Exception):
+                finish(f"failed: internal error ({type(e).__name__})",
+                       {"error": _first_line(e)})
         raise
     finish("completed")
     result = pixels_of(latest["x"], latest["shape"])
@@ -1446,11 +1448,13 @@ def main(argv=None):
             raise
         print(f"error: {out_of_memory(args, e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # before the run started: nothing to save
+    except KeyboardInterrupt as e:  # outside the optimisation: before it, or the figure
         if args.debug:
             raise
         status, name = interrupted_by(e)
-        print(f"{name} before the run started; nothing was saved", file=sys.stderr)
+        saved = paths is not None and os.path.exists(paths["record"])
+        print(f"{name}; " + (f"the run record is {paths['record']}" if saved else
+                             "nothing was saved"), file=sys.stderr)
         return status
     except Exception as e:  # noqa: BLE001  the last resort: one line, never a traceback
         if args.debug:
