@@ -1323,10 +1323,11 @@ def input_files(args):
     return files
 
 
-def check_outputs_are_not_inputs(outputs, inputs):
+def check_outputs_are_not_inputs(outputs, inputs, instead="another --output or --output-dir"):
     """Refuse a run that would write over one of its own inputs, whatever --output,
     --output-dir and --overwrite say: the same resolved path (so ../ and symbolic links
-    count) or, for files that exist, the same device and inode (so hard links count)."""
+    count) or, for files that exist, the same device and inode (so hard links count).
+    `instead` says which flags choose other names."""
     def identity(path):
         try:
             info = os.stat(path)
@@ -1341,10 +1342,10 @@ def check_outputs_are_not_inputs(outputs, inputs):
             if real == real_in or (same is not None and same == same_in):
                 raise FatalError(f"the {what_out} '{out}' would be written over the "
                                  f"{what_in} '{path}'; --overwrite replaces earlier outputs "
-                                 "only: choose another --output or --output-dir")
+                                 f"only: choose {instead}")
         if os.path.isdir(out):
             raise FatalError(f"the {what_out} '{out}' would be written where a folder is; "
-                             "choose another --output or --output-dir")
+                             f"choose {instead}")
 
 
 def claim_outputs(args):
