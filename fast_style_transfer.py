@@ -33,7 +33,7 @@ from style_transfer import FatalError, keras, note, tf
 # "Fast mode" says how they were chosen).
 CONTENT_LAYER = "block3_conv3"  # shallower than the chapter's block5_conv2, as Johnson et al.
 STYLE_LAYERS = st.STYLE_LAYERS  # block1_conv1 ... block5_conv1, as the chapter
-CONTENT_WEIGHT = 0.025          # weight of the content loss
+CONTENT_WEIGHT = 1e-3           # weight of the content loss
 STYLE_WEIGHT = 1.0              # weight of the style loss
 TV_WEIGHT = 1e-4                # weight of the total variation loss
 STYLE_SIZE = 256                # the style image's height when its Gram matrices are taken
@@ -46,7 +46,7 @@ RESIDUAL_BLOCKS = 5             # residual blocks at the lowest resolution
 SIZE = 256                      # side of the square random crops fw is trained on
 BATCH_SIZE = 4                  # photos per step, split across devices
 STEPS = 2000                    # total Adam steps (with --resume: up to this many)
-LEARNING_RATE = 1e-3            # Adam's step size
+LEARNING_RATE = 4e-3            # Adam's step size
 SEED = 0                        # seeds the crops, flips and fw's initial weights
 CHECKPOINT_EVERY = 100          # save fw and Adam's state every K steps
 PREVIEW_EVERY = 200             # stylise the held-out preview photo every K steps
