@@ -26,7 +26,9 @@ import numpy as np
 from PIL import Image
 
 import style_transfer as st
-from style_transfer import FatalError, keras, note, tf
+from style_transfer import FatalError, note
+
+tf, keras = st.load_tensorflow()  # the layers below subclass Keras'
 
 # ----------------------------------------------------------------------------- defaults
 # The loss: the chapter's formulas, with this mode's own layer and weights (README:

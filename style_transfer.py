@@ -33,6 +33,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -99,10 +100,45 @@ def _quiet_stderr():
         os.close(saved)
 
 
-with _quiet_stderr():
-    import keras
-    import tensorflow as tf
-    GPUS = tf.config.list_physical_devices("GPU")  # the CUDA probe logs to fd 2 too
+# TensorFlow and Keras take seconds and hundreds of MB to import: main imports them only
+# once every cheap check has passed, so that a bad input, or an output that would replace
+# an input, is refused first. Any other importer calls load_tensorflow() at once.
+tf = keras = None
+GPUS = []
+
+
+def load_tensorflow():
+    """Import TensorFlow and Keras (once) and find the GPUs; returns (tf, keras)."""
+    global tf, keras, GPUS
+    if tf is None:
+        with _quiet_stderr(), _exit_on_signals():
+            import keras as keras_module
+            import tensorflow as tf_module
+            gpus = tf_module.config.list_physical_devices("GPU")  # logs to fd 2 too
+        tf, keras, GPUS = tf_module, keras_module, gpus
+    return tf, keras
+
+
+@contextlib.contextmanager
+def _exit_on_signals():
+    """While libraries load there is nothing to save, and an exception raised inside a C
+    extension's import prints a page of its own: a signal exits at once, 128 + its number."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: os._exit(128 + signum))
+                for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                if s is not None}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def out_of_memory_errors():
+    """The exceptions that mean memory ran out: TensorFlow's too, once it is loaded."""
+    return (MemoryError,) if tf is None else (MemoryError, tf.errors.ResourceExhaustedError)
 
 
 class FatalError(Exception):
@@ -426,13 +462,17 @@ def content_loss(target_features, generated_features):
     return tf.reduce_sum(tf.square(generated_features - target_features))
 
 
-@tf.custom_gradient
 def gram_matrix(features):
     """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
 
     Summing over pixels makes G blind to where things are, which is what lets it
     describe style rather than content.
     """
+    # tf.custom_gradient wraps at call time: TensorFlow is not imported at definition
+    return tf.custom_gradient(_gram_matrix_and_gradient)(features)
+
+
+def _gram_matrix_and_gradient(features):
     channels = tf.shape(features)[-1]
     flat = tf.reshape(features, (-1, channels))
 
@@ -858,7 +898,7 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
         return books.interrupted(transfer.image, e)
     except NonFiniteLoss as e:
         raise books.stopped(transfer.image, e.args[0]) from e
-    except (MemoryError, tf.errors.ResourceExhaustedError) as e:
+    except out_of_memory_errors() as e:
         raise books.out_of_memory(transfer.image, e) from e
     except Exception as e:  # main's last resort reports it; the books say what happened
         books.failed(transfer.image, e)
@@ -1605,16 +1645,18 @@ def main(argv=None):
         target, styles, init_image = load_images(args)
         width, height = image_size(*target.size, args.height)
         if args.summary:
+            load_tensorflow()
             print_summary(LossSettings.from_args(args).layers, args.pooling,
                           resolve_precision(args.precision), (width, height))
             return 0
-        have = available_memory_mb()
-        if have is not None and not GPUS:  # the estimates are of host memory
-            check_memory(args, target, styles, init_image, have)
         check_output(output_paths(args))
         paths, claim = claim_outputs(args)
         outputs = output_files(paths, args)
         check_outputs_are_not_inputs(outputs, input_files(args))
+        load_tensorflow()  # every check above runs without it
+        have = available_memory_mb()
+        if have is not None and not GPUS:  # the estimates are of host memory
+            check_memory(args, target, styles, init_image, have)
         if target.size[1] < height:
             note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
                  f"upscaled to {width}x{height}")
@@ -1632,7 +1674,7 @@ def main(argv=None):
         print(f"error: {e.strerror or e}{': ' + e.filename if e.filename else ''}",
               file=sys.stderr)
         return 2
-    except (MemoryError, tf.errors.ResourceExhaustedError) as e:  # before the run
+    except out_of_memory_errors() as e:  # before the run
         if args.debug:
             raise
         print(f"error: {out_of_memory(args, e)}", file=sys.stderr)

@@ -40,7 +40,8 @@ sys.path.insert(0, HERE)
 
 import chapter  # noqa: E402
 import style_transfer as st  # noqa: E402
-from style_transfer import tf  # noqa: E402
+
+tf, _ = st.load_tensorflow()
 
 CHAPTER_RUN = "chapter (batch of 3, restarts)"
 

@@ -33,7 +33,8 @@ sys.path.insert(0, ROOT)
 
 import fast_style_transfer as fst  # noqa: E402
 import style_transfer as st  # noqa: E402
-from style_transfer import tf  # noqa: E402
+
+tf, _ = st.load_tensorflow()
 
 SHARED = os.path.join(ROOT, "..", "shared", "images")
 HELD_OUT = os.path.expanduser("~/photos/held_out")  # models/gather_photos.py's held-out set

@@ -12,6 +12,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import style_transfer as st  # noqa: E402
 
+st.load_tensorflow()  # the tests call the script's functions directly, not only main
+
 
 def seeded_vgg19_weights(seed=0):
     """Random VGG19 weights, He-scaled so that features neither vanish nor explode."""

@@ -449,3 +449,20 @@ def test_an_unexpected_error_before_the_run_leaves_nothing(images, weights_file,
     with pytest.raises(KeyError):
         st.main([target, style, *quick_args(weights_file, out), "--debug"])
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param(["--output", "{target}", "--overwrite"], id="output-over-the-target"),
+    pytest.param(["--weights", "{style}", "--output", "{style}", "--overwrite"],
+                 id="output-over-the-weights"),
+    pytest.param(["--height", "8"], id="bad-flag"),
+])
+def test_refused_before_tensorflow_loads(images, extra):
+    target, style, _ = images
+    argv = [target, style] + [a.format(target=target, style=style) for a in extra]
+    code = (f"import sys; sys.path.insert(0, {ROOT!r}); import style_transfer as st; "
+            f"status = st.main({argv!r}); print(status, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
