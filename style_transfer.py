@@ -277,6 +277,71 @@ def resolve_precision(precision):
     return precision
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its CPU kernels through oneDNN. On Linux it does by
+    default on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (TF_ENABLE_ONEDNN_OPTS
+    overrides that); elsewhere, as on most AVX2-only CPUs, its own Eigen kernels run.
+    True when TensorFlow does not say (then nothing departs from its defaults)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API says
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return True
+
+
+def forward_conv_gradient(in_channels):
+    """Whether a VGG19 convolution with in_channels inputs computes its input gradient as
+    a forward convolution rather than with TensorFlow's own (Conv2DBackpropInput).
+
+    The rule follows benchmarks/conv_gradients.py, per layer and precision (its figures:
+    benchmarks/RESULTS.md): on TensorFlow's Eigen CPU kernels the forward convolution is
+    faster at every layer but the first, whose 3 input channels would be its output
+    channels, a shape those kernels handle badly; oneDNN's backward pass already runs its
+    forward kernels (the results are bit for bit the same, the time no better, and at the
+    AVX2 level worse); on a GPU it was not measured, so TensorFlow's choice stands.
+    """
+    return in_channels > 3 and not GPUS and not onednn_enabled()
+
+
+def conv2d_relu(x, kernel, bias, forward_gradient):
+    """relu(conv(x, kernel) + bias), a 3x3 'same' convolution, differentiable in x alone:
+    kernel and bias are VGG19's fixed weights, so their gradient is never computed.
+    forward_gradient: the input gradient as a forward convolution (forward_conv_gradient)."""
+
+    @tf.custom_gradient
+    def conv(x):
+        y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
+
+        def gradient(upstream):
+            upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=y)
+            if forward_gradient:
+                # Each input pixel met each kernel tap once on the way forward, so its
+                # gradient gathers the upstream gradient through the same taps mirrored:
+                # a 'same' convolution with the kernel rotated by 180 degrees and its
+                # input and output channels swapped.
+                rotated = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+                return tf.nn.conv2d(upstream, rotated, 1, "SAME")
+            return tf.nn.conv2d_transpose(upstream, kernel, tf.shape(x), 1, "SAME")
+
+        return y, gradient
+
+    return conv(x)
+
+
+class VGGConv2D(keras.layers.Conv2D):
+    """One of VGG19's convolutions, 3x3 'same' with ReLU, its weights fixed: conv2d_relu,
+    with the kernel and bias kept as Keras weights (for set_weights and --summary)."""
+
+    def __init__(self, filters, forward_gradient=False, **kwargs):
+        super().__init__(filters, (3, 3), padding="same", **kwargs)
+        self.forward_gradient = forward_gradient
+
+    def call(self, inputs):
+        # read outside conv2d_relu's custom gradient, which then sees plain tensors
+        kernel, bias = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
+        return conv2d_relu(inputs, kernel, bias, self.forward_gradient)
+
+
 def build_feature_extractor(weights, layers, pooling="max", precision="float32", size=None):
     """VGG19 up to the deepest of `layers`, returning {layer: features}, any image size.
 
@@ -301,9 +366,9 @@ def build_feature_extractor(weights, layers, pooling="max", precision="float32",
         # The first convolution, which sees the pixels, stays float32: in bfloat16 pixel
         # values of about 150 round to steps of 1, L-BFGS's late, small steps vanish, and
         # the loss ends higher than float32's (README, Speed).
-        conv = keras.layers.Conv2D(weights[name][0].shape[-1], (3, 3), activation="relu",
-                                   padding="same", name=name,
-                                   dtype="float32" if i == 0 else precision)
+        in_channels, out_channels = weights[name][0].shape[2:]
+        conv = VGGConv2D(out_channels, forward_conv_gradient(in_channels), name=name,
+                         dtype="float32" if i == 0 else precision)
         x = conv(x)
         conv.set_weights(list(weights[name]))
         if name in layers:
