@@ -394,7 +394,8 @@ def content_loss(target_features, generated_features):
 
 @tf.custom_gradient
 def gram_matrix(features):
-    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
+    """G = F^T F for features of shape (H, W, C) or (1, H, W, C): the C x C channel
+    correlations.
 
     Summing over pixels makes G blind to where things are, which is what lets it
     describe style rather than content.
@@ -480,7 +481,7 @@ def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
         features = features_of(image)
         ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
         for layer in style_layers:
-            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
+            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer])
     return grams
 
 
@@ -494,7 +495,7 @@ def build_loss_and_grads(extractor, target_image, style_grams, settings):
     """
     # In a graph, as the generated image's features are: eager and graph kernels round
     # bfloat16 differently, and the content loss at the target image would not be 0.
-    content_target = tf.function(extractor)(target_image)[settings.content_layer][0]
+    content_target = tf.function(extractor)(target_image)[settings.content_layer]
     img_size = int(target_image.shape[1]) * int(target_image.shape[2])
     per_layer = settings.style_weight / len(settings.style_layers)
 
@@ -503,9 +504,11 @@ def build_loss_and_grads(extractor, target_image, style_grams, settings):
         with tf.GradientTape() as tape:
             tape.watch(generated_image)
             features = extractor(generated_image)
+            # whole feature maps, batch of one and all: indexing out the image ([0])
+            # would cost a copy of every map on the way back (StridedSliceGrad)
             content = settings.content_weight * content_loss(
-                content_target, features[settings.content_layer][0])
-            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer][0],
+                content_target, features[settings.content_layer])
+            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer],
                                                      img_size)
                               for layer in settings.style_layers])
             tv = settings.tv_weight * total_variation_loss(generated_image)
