@@ -303,10 +303,21 @@ def forward_conv_gradient(in_channels):
     return in_channels > 3 and not GPUS and not onednn_enabled()
 
 
-def conv2d_relu(x, kernel, bias, forward_gradient):
+def rotated(kernel):
+    """A (3, 3, in, out) kernel rotated by 180 degrees, its in and out channels swapped.
+
+    Each input pixel meets each kernel tap once on the way forward, so its gradient
+    gathers the upstream gradient through the same taps mirrored: the input gradient of
+    a 'same' convolution is the 'same' convolution of the upstream gradient with this.
+    """
+    return np.ascontiguousarray(np.asarray(kernel)[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def conv2d_relu(x, kernel, bias, rotated_kernel=None):
     """relu(conv(x, kernel) + bias), a 3x3 'same' convolution, differentiable in x alone:
     kernel and bias are VGG19's fixed weights, so their gradient is never computed.
-    forward_gradient: the input gradient as a forward convolution (forward_conv_gradient)."""
+    rotated_kernel, rotated(kernel): the input gradient as a forward convolution with it
+    (see forward_conv_gradient); None: as TensorFlow computes it (Conv2DBackpropInput)."""
 
     @tf.custom_gradient
     def conv(x):
@@ -314,13 +325,8 @@ def conv2d_relu(x, kernel, bias, forward_gradient):
 
         def gradient(upstream):
             upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=y)
-            if forward_gradient:
-                # Each input pixel met each kernel tap once on the way forward, so its
-                # gradient gathers the upstream gradient through the same taps mirrored:
-                # a 'same' convolution with the kernel rotated by 180 degrees and its
-                # input and output channels swapped.
-                rotated = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-                return tf.nn.conv2d(upstream, rotated, 1, "SAME")
+            if rotated_kernel is not None:
+                return tf.nn.conv2d(upstream, rotated_kernel, 1, "SAME")
             return tf.nn.conv2d_transpose(upstream, kernel, tf.shape(x), 1, "SAME")
 
         return y, gradient
@@ -330,16 +336,23 @@ def conv2d_relu(x, kernel, bias, forward_gradient):
 
 class VGGConv2D(keras.layers.Conv2D):
     """One of VGG19's convolutions, 3x3 'same' with ReLU, its weights fixed: conv2d_relu,
-    with the kernel and bias kept as Keras weights (for set_weights and --summary)."""
+    with the kernel and bias kept as Keras weights (for set_weights and --summary).
+    rotated_kernel: rotated(the kernel it will be given), for a forward-convolution
+    input gradient, made once here rather than at every evaluation; None: TensorFlow's."""
 
-    def __init__(self, filters, forward_gradient=False, **kwargs):
+    def __init__(self, filters, rotated_kernel=None, **kwargs):
         super().__init__(filters, (3, 3), padding="same", **kwargs)
-        self.forward_gradient = forward_gradient
+        self.rotated_kernel = (None if rotated_kernel is None else
+                               tf.constant(rotated_kernel, self.compute_dtype))
+
+    @property
+    def forward_gradient(self):
+        return self.rotated_kernel is not None
 
     def call(self, inputs):
         # read outside conv2d_relu's custom gradient, which then sees plain tensors
         kernel, bias = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
-        return conv2d_relu(inputs, kernel, bias, self.forward_gradient)
+        return conv2d_relu(inputs, kernel, bias, self.rotated_kernel)
 
 
 def build_feature_extractor(weights, layers, pooling="max", precision="float32", size=None):
@@ -366,9 +379,9 @@ def build_feature_extractor(weights, layers, pooling="max", precision="float32",
         # The first convolution, which sees the pixels, stays float32: in bfloat16 pixel
         # values of about 150 round to steps of 1, L-BFGS's late, small steps vanish, and
         # the loss ends higher than float32's (README, Speed).
-        in_channels, out_channels = weights[name][0].shape[2:]
-        conv = VGGConv2D(out_channels, forward_conv_gradient(in_channels), name=name,
-                         dtype="float32" if i == 0 else precision)
+        kernel = weights[name][0]
+        conv = VGGConv2D(kernel.shape[3], rotated(kernel) if forward_conv_gradient(
+            kernel.shape[2]) else None, name=name, dtype="float32" if i == 0 else precision)
         x = conv(x)
         conv.set_weights(list(weights[name]))
         if name in layers:

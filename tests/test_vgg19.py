@@ -35,7 +35,8 @@ def test_the_input_gradient_as_a_forward_convolution_equals_tensorflows(shape):
             if forward_gradient is None:  # autodiff's own
                 y = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
             else:
-                y = st.conv2d_relu(x, kernel, bias, forward_gradient)
+                y = st.conv2d_relu(x, kernel, bias, tf.constant(st.rotated(kernel))
+                                   if forward_gradient else None)
         results.append((y.numpy(), tape.gradient(y, x, output_gradients=upstream).numpy()))
     (y, gradient), reference = results[0], results[2]
     assert 0 < np.mean(reference[0] > 0) < 1  # the ReLU both passes and blocks
@@ -102,3 +103,5 @@ def test_the_extractor_takes_its_rule_per_layer(monkeypatch):
     assert asked == [3, 64, 64]
     convs = [layer for layer in extractor.layers if isinstance(layer, st.VGGConv2D)]
     assert [layer.forward_gradient for layer in convs] == [False, True, True]
+    for layer in convs[1:]:  # rotated once, from the weights the layer was given
+        np.testing.assert_array_equal(layer.rotated_kernel, st.rotated(layer.kernel))
