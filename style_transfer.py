@@ -322,16 +322,18 @@ def conv2d_relu(x, kernel, bias, rotated_kernel=None):
     @tf.custom_gradient
     def conv(x):
         y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
-
-        def gradient(upstream):
-            upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=y)
-            if rotated_kernel is not None:
-                return tf.nn.conv2d(upstream, rotated_kernel, 1, "SAME")
-            return tf.nn.conv2d_transpose(upstream, kernel, tf.shape(x), 1, "SAME")
-
-        return y, gradient
+        return y, lambda upstream: conv2d_relu_input_gradient(upstream, y, kernel,
+                                                              rotated_kernel, tf.shape(x))
 
     return conv(x)
+
+
+def conv2d_relu_input_gradient(upstream, y, kernel, rotated_kernel, input_shape):
+    """conv2d_relu's input gradient from the upstream gradient and its output y."""
+    upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=y)
+    if rotated_kernel is not None:
+        return tf.nn.conv2d(upstream, rotated_kernel, 1, "SAME")
+    return tf.nn.conv2d_transpose(upstream, kernel, input_shape, 1, "SAME")
 
 
 class VGGConv2D(keras.layers.Conv2D):
