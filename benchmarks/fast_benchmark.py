@@ -1,0 +1,287 @@
+"""Fast mode against the optimisation: one run on one machine, written to FAST.md.
+
+    python benchmarks/fast_benchmark.py                      # the bundled model, ~45 min
+    python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
+
+(a) Seconds per image for stylising 533x400 and 1066x800 with the transform net, against
+    one evaluation of style_transfer.py at the same size, and against the default run
+    (`python style_transfer.py PHOTO STYLE`, 20 x 20 evaluations at 400 px) timed whole,
+    beside `fast_style_transfer.py stylize` timed whole.
+(b) Quality: on photos the net never saw, at 400 px, the fast mode's loss (its own layer
+    and weights, read from the model's record) of the net's output, against the same loss
+    of style_transfer.py's generated image from the same photo after each number of
+    evaluations in --evals: "the net matches L-BFGS after N evaluations". Losses are
+    float32 evaluations; L-BFGS runs in the default precision.
+(c) Training steps per second and peak memory at --size 256, batch 4.
+"""
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import fast_style_transfer as fst  # noqa: E402
+import style_transfer as st  # noqa: E402
+from style_transfer import tf  # noqa: E402
+
+SHARED = os.path.join(ROOT, "..", "shared", "images")
+HELD_OUT = os.path.expanduser("~/photos/held_out")  # models/gather_photos.py's held-out set
+SIZES = [(533, 400), (1066, 800)]
+EVALS = [20, 50, 100, 200, 400]
+
+
+def default_photos():
+    """Photos the bundled model never saw: the held-out set and two more."""
+    photos = [os.path.join(ROOT, "images", "grace_hopper.jpg")]
+    photos += [os.path.join(SHARED, "tubingen.jpg")] if os.path.isdir(SHARED) else []
+    if os.path.isdir(HELD_OUT):
+        photos += fst.find_photos(HELD_OUT)
+    return photos
+
+
+def machine():
+    """The CPU's model name and the flags that decide the speed, and the libraries."""
+    model, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": model, "cores": os.cpu_count(), "flags": shown,
+            "tensorflow": tf.__version__, "gpus": len(st.GPUS)}
+
+
+def median_seconds(function, repeats):
+    function()  # traced and warmed up, off the clock
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def loss_function(vgg_weights, settings, photo, style, size, precision):
+    """vector_loss_and_grads at size for the photo as target, as style_transfer.py's."""
+    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
+    return st.build_vector_loss_and_grads(extractor, settings, photo, [style], [1.0], size)
+
+
+def timing(net, vgg_weights, photo, style, precision, repeats):
+    """(a) without the whole commands: seconds per stylised image and per evaluation."""
+    rows = []
+    for size in SIZES:
+        pixels = np.asarray(photo.resize(size, st.Image.BICUBIC))
+        evaluate = loss_function(vgg_weights, st.LossSettings(), photo, style, size,
+                                 precision)
+        x = st.preprocess_image(photo, size).astype(np.float64).ravel()
+        rows.append({"size": list(size),
+                     "stylise_seconds": median_seconds(
+                         lambda p=pixels: fst.stylise_pixels(net, p), repeats),
+                     "evaluation_seconds": median_seconds(lambda e=evaluate, x=x: e(x),
+                                                          repeats)})
+        print(f"(a) {size[0]}x{size[1]}: stylise {rows[-1]['stylise_seconds']:.3f} s, one "
+              f"evaluation {rows[-1]['evaluation_seconds']:.3f} s", flush=True)
+    return rows
+
+
+def timed_command(argv):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def whole_commands(model, photo_path, style_path):
+    """(a) as a user sees it: the default run and one stylize, each a whole process."""
+    with tempfile.TemporaryDirectory() as out:
+        default = timed_command(["style_transfer.py", photo_path, style_path,
+                                 "--output-dir", out])
+        fast = timed_command(["fast_style_transfer.py", "stylize", model, photo_path,
+                              "--output-dir", out])
+    print(f"(a) default run {default:.0f} s, stylize command {fast:.1f} s", flush=True)
+    return {"default_run_seconds": default, "stylize_command_seconds": fast}
+
+
+class Recorder:
+    """StyleTransfer's callback: the float32 loss of the generated image at each iterate."""
+
+    def __init__(self, judge):
+        self.judge, self.points = judge, []
+
+    def __call__(self, iterate):
+        loss = self.judge(iterate.image.astype(np.float64).ravel())[0]
+        self.points.append((iterate.evaluations, loss))
+
+
+def matched_after(points, net_loss):
+    """The evaluations after which L-BFGS's loss first falls to net_loss, interpolated
+    on a log scale between recorded points; None if it never does."""
+    for (e0, l0), (e1, l1) in itertools.pairwise(points):
+        if l1 <= net_loss:
+            if l0 <= net_loss or l0 == l1:
+                return e1
+            return e0 + (e1 - e0) * np.log(l0 / net_loss) / np.log(l0 / l1)
+    return None
+
+
+def quality(net, vgg_weights, settings, photo_path, style, precision, evals):
+    """(b) for one photo: the net's loss and L-BFGS's after each of evals evaluations."""
+    photo = st.load_image(photo_path, "photo")
+    size = st.image_size(*photo.size, 400)
+    judge = loss_function(vgg_weights, settings, photo, style, size, "float32")
+    stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
+    net_loss = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
+                     .astype(np.float64).ravel())[0]
+    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
+    recorder = Recorder(judge)
+    step = 10  # an iterate every 10 evaluations
+    st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
+        st.preprocess_image(photo, size), size, [1.0], max(evals) // step, step, False,
+        recorder)
+    lbfgs = {n: float(np.interp(n, *zip(*recorder.points, strict=True))) for n in evals}
+    result = {"photo": os.path.basename(photo_path), "size": list(size),
+              "net_loss": net_loss, "lbfgs_loss": lbfgs,
+              "matched_after": matched_after(recorder.points, net_loss)}
+    print(f"(b) {result['photo']}: net {net_loss:.3g}; L-BFGS " + ", ".join(
+        f"{n}: {v:.3g}" for n, v in lbfgs.items()) + f"; matched after "
+        f"{result['matched_after']}", flush=True)
+    return result
+
+
+def training_speed(style_path, photos_folder, steps=30):
+    """(c) steps per second (after the first 10, which trace) and peak memory, from a
+    training run in a process of its own."""
+    with tempfile.TemporaryDirectory() as out:
+        model = os.path.join(out, "bench.keras")
+        subprocess.run([sys.executable, "fast_style_transfer.py", "train", style_path,
+                        "--photos", photos_folder, "--model", model, "--size", "256",
+                        "--batch-size", "4", "--steps", str(steps), "--log-every", "10",
+                        "--preview-every", str(steps), "--checkpoint-every", str(steps)],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        with open(os.path.join(out, "bench.json")) as f:
+            history = json.load(f)["history"]
+    seconds = history[-1]["seconds"] - history[9]["seconds"]
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"(c) {(steps - 10) / seconds:.2f} steps/s, peak {peak_mb:.0f} MB", flush=True)
+    return {"steps_per_second": (steps - 10) / seconds, "peak_mb": peak_mb}
+
+
+def report(results):
+    """FAST.md: the machine, then (a), (b) and (c) as tables."""
+    m, lines = results["machine"], []
+    lines += ["# Fast mode against the optimisation", "",
+              (f"One run of `python benchmarks/fast_benchmark.py` on {m['cpu']}, {m['cores']} "
+              f"cores, flags {' '.join(m['flags'])}, TensorFlow {m['tensorflow']}, "
+              f"precision {results['precision']}; model `{results['model']}` "
+              f"({results['training_steps']} training steps). {results['date']}."), "",
+              "## (a) Seconds per image", "",
+              ("| size | stylise (one pass of fw) | one evaluation of style_transfer.py | "
+              "evaluations per stylised image |"), "|---|---|---|---|"]
+    for row in results["timing"]:
+        lines.append(f"| {row['size'][0]}x{row['size'][1]} | {row['stylise_seconds']:.3f} | "
+                     f"{row['evaluation_seconds']:.3f} | "
+                     f"{row['stylise_seconds'] / row['evaluation_seconds']:.3f} |")
+    whole = results.get("whole")
+    if whole:
+        first = results["timing"][0]
+        lines += ["", (f"The default run (`python style_transfer.py PHOTO STYLE`, 20 x 20 "
+                  f"evaluations at 533x400) took **{whole['default_run_seconds']:.0f} s**: "
+                  f"{whole['default_run_seconds'] / first['stylise_seconds']:.0f} times one "
+                  f"stylised image. As whole commands, `fast_style_transfer.py stylize` took "
+                  f"{whole['stylize_command_seconds']:.1f} s (importing TensorFlow and "
+                  f"loading the model included), "
+                  f"{whole['default_run_seconds'] / whole['stylize_command_seconds']:.0f}x "
+                  "less.")]
+    evals = results["evals"]
+    lines += ["", "## (b) Loss of the net's output against L-BFGS", "",
+              (f"The fast mode's loss ({results['loss_settings']}) at 400 px, float32; "
+              "L-BFGS starts from the photo (style_transfer.py's default)."), "",
+              "| photo | net | " + " | ".join(f"L-BFGS {n}" for n in evals)
+              + " | net matches L-BFGS after |", "|---" * (len(evals) + 3) + "|"]
+    for row in results["quality"]:
+        matched = row["matched_after"]
+        matched = f"more than {max(evals)}" if matched is None else f"{matched:.0f}"
+        lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | " + " | ".join(
+            f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} evaluations |")
+    matched = [r["matched_after"] for r in results["quality"]]
+    if matched and all(m is not None for m in matched):
+        lines += ["", (f"Median: the net matches L-BFGS after **{np.median(matched):.0f} "
+                  "evaluations**.")]
+    c = results.get("training")
+    if c:
+        lines += ["", "## (c) Training", "",
+                  (f"At --size 256, batch 4: **{c['steps_per_second']:.2f} steps/s**, peak "
+                  f"resident memory **{c['peak_mb']:.0f} MB**.")]
+    return "\n".join(lines) + "\n"
+
+
+def measure(args):
+    precision = st.resolve_precision(args.precision)
+    with open(os.path.splitext(args.model)[0] + ".json") as f:
+        trained = json.load(f)
+    s = trained["settings"]
+    settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
+                               s["content_weight"], s["style_weight"], s["tv_weight"])
+    weights_path, _ = st.resolve_weights("imagenet")
+    vgg_weights = st.read_vgg19_h5(weights_path, st.layers_up_to(
+        st.LossSettings().layers + settings.layers))
+    net = fst.load_transform_net(args.model, precision)
+    style = st.load_image(args.style, "style")
+    results = {"machine": machine(), "precision": precision, "model": args.model,
+               "training_steps": trained["step"], "date": time.strftime("%Y-%m-%d"),
+               "evals": args.evals, "loss_settings": (
+                   f"content {settings.content_layer} x {settings.content_weight:g}, style "
+                   f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}")}
+    if args.photos_folder:
+        results["training"] = training_speed(args.style, args.photos_folder)
+    photo = st.load_image(args.photos[0], "photo")
+    results["timing"] = timing(net, vgg_weights, photo, style, precision, args.repeats)
+    if args.default_run:
+        results["whole"] = whole_commands(args.model, args.photos[0], args.style)
+    results["quality"] = [quality(net, vgg_weights, settings, p, style, precision, args.evals)
+                          for p in args.photos]
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=os.path.join(ROOT, "models", "swirls.keras"))
+    p.add_argument("--style", default=os.path.join(ROOT, "images", "swirls.png"))
+    p.add_argument("--photos", nargs="+", default=default_photos(),
+                   help="photos the model never saw; the first also times (a)")
+    p.add_argument("--photos-folder", default=os.path.expanduser("~/photos/train"),
+                   help="training photos for (c); '' to skip (c)")
+    p.add_argument("--evals", type=lambda t: [int(v) for v in t.split(",")], default=EVALS)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--default-run", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--output", default=os.path.join(HERE, "FAST.md"))
+    args = p.parse_args(argv)
+    results = measure(args)
+    text = report(results)
+    print(text)
+    with open(args.output, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
