@@ -393,11 +393,12 @@ def forward_conv_gradient(in_channels):
     a forward convolution rather than with TensorFlow's own (Conv2DBackpropInput).
 
     The rule follows benchmarks/conv_gradients.py, per layer and precision (its figures:
-    benchmarks/RESULTS.md): on TensorFlow's Eigen CPU kernels the forward convolution is
+    benchmarks/RESULTS.md). On TensorFlow's Eigen CPU kernels the forward convolution is
     faster at every layer but the first, whose 3 input channels would be its output
-    channels, a shape those kernels handle badly; oneDNN's backward pass already runs its
-    forward kernels (the results are bit for bit the same, the time no better, and at the
-    AVX2 level worse); on a GPU it was not measured, so TensorFlow's choice stands.
+    channels, a shape those kernels handle badly. oneDNN's backward pass already runs its
+    forward kernels (bit for bit the same result in the same time), and oneDNN held to
+    AVX2 runs the forward convolution slower than the backward pass. On a GPU it was not
+    measured, so TensorFlow's gradient stays.
     """
     return in_channels > 3 and not GPUS and not onednn_enabled()
 
