@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -412,6 +413,100 @@ def resolve_precision(precision):
     return precision
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its CPU kernels through oneDNN. On Linux it does by
+    default on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (TF_ENABLE_ONEDNN_OPTS
+    overrides that); elsewhere, as on most AVX2-only CPUs, its own Eigen kernels run.
+    True when TensorFlow does not say (then nothing departs from its defaults)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API says
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return True
+
+
+def forward_conv_gradient(in_channels):
+    """Whether a VGG19 convolution with in_channels inputs computes its input gradient as
+    a forward convolution rather than with TensorFlow's own (Conv2DBackpropInput).
+
+    The rule follows benchmarks/conv_gradients.py, per layer and precision (its figures:
+    benchmarks/RESULTS.md). On TensorFlow's Eigen CPU kernels the forward convolution is
+    faster at every layer but the first, whose 3 input channels would be its output
+    channels, a shape those kernels handle badly. oneDNN's backward pass already runs its
+    forward kernels (bit for bit the same result in the same time), and oneDNN held to
+    AVX2 runs the forward convolution slower than the backward pass. On a GPU it was not
+    measured, so TensorFlow's gradient stays.
+    """
+    return in_channels > 3 and not GPUS and not onednn_enabled()
+
+
+def rotated(kernel):
+    """A (3, 3, in, out) kernel rotated by 180 degrees, its in and out channels swapped.
+
+    Each input pixel meets each kernel tap once on the way forward, so its gradient
+    gathers the upstream gradient through the same taps mirrored: the input gradient of
+    a 'same' convolution is the 'same' convolution of the upstream gradient with this.
+    """
+    return np.ascontiguousarray(np.asarray(kernel)[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def conv2d_relu(x, kernel, bias, rotated_kernel=None):
+    """relu(conv(x, kernel) + bias), a 3x3 'same' convolution, differentiable in x alone:
+    kernel and bias are VGG19's fixed weights, so their gradient is never computed.
+    rotated_kernel, rotated(kernel): the input gradient as a forward convolution with it
+    (see forward_conv_gradient); None: as TensorFlow computes it (Conv2DBackpropInput)."""
+
+    @tf.custom_gradient
+    def conv(x):
+        y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
+        return y, lambda upstream: conv2d_relu_input_gradient(upstream, y, kernel,
+                                                              rotated_kernel, tf.shape(x))
+
+    return conv(x)
+
+
+def conv2d_relu_input_gradient(upstream, y, kernel, rotated_kernel, input_shape):
+    """conv2d_relu's input gradient from the upstream gradient and its output y."""
+    upstream = tf.raw_ops.ReluGrad(gradients=upstream, features=y)
+    if rotated_kernel is not None:
+        return tf.nn.conv2d(upstream, rotated_kernel, 1, "SAME")
+    return tf.nn.conv2d_transpose(upstream, kernel, input_shape, 1, "SAME")
+
+
+@functools.cache
+def vgg_conv2d_class():
+    """VGGConv2D, defined on first use: it subclasses a Keras layer, and Keras is imported
+    only once the cheap checks have passed (load_tensorflow)."""
+
+    class VGGConv2D(keras.layers.Conv2D):
+        """One of VGG19's convolutions, 3x3 'same' with ReLU, its weights fixed: conv2d_relu,
+        with the kernel and bias kept as Keras weights (for set_weights and --summary).
+        rotated_kernel: rotated(the kernel it will be given), for a forward-convolution
+        input gradient, made once here rather than at every evaluation; None: TensorFlow's."""
+
+        def __init__(self, filters, rotated_kernel=None, **kwargs):
+            super().__init__(filters, (3, 3), padding="same", **kwargs)
+            self.rotated_kernel = (None if rotated_kernel is None else
+                                   tf.constant(rotated_kernel, self.compute_dtype))
+
+        @property
+        def forward_gradient(self):
+            return self.rotated_kernel is not None
+
+        def call(self, inputs):
+            # read outside conv2d_relu's custom gradient, which then sees plain tensors
+            kernel, bias = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
+            return conv2d_relu(inputs, kernel, bias, self.rotated_kernel)
+
+    return VGGConv2D
+
+
+def __getattr__(name):  # style_transfer.VGGConv2D, for whoever asks for it by name
+    if name == "VGGConv2D":
+        return vgg_conv2d_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_feature_extractor(weights, layers, pooling="max", precision="float32", size=None):
     """VGG19 up to the deepest of `layers`, returning {layer: features}, any image size.
 
@@ -436,9 +531,9 @@ def build_feature_extractor(weights, layers, pooling="max", precision="float32",
         # The first convolution, which sees the pixels, stays float32: in bfloat16 pixel
         # values of about 150 round to steps of 1, L-BFGS's late, small steps vanish, and
         # the loss ends higher than float32's (README, Speed).
-        conv = keras.layers.Conv2D(weights[name][0].shape[-1], (3, 3), activation="relu",
-                                   padding="same", name=name,
-                                   dtype="float32" if i == 0 else precision)
+        kernel = weights[name][0]
+        conv = vgg_conv2d_class()(kernel.shape[3], rotated(kernel) if forward_conv_gradient(
+            kernel.shape[2]) else None, name=name, dtype="float32" if i == 0 else precision)
         x = conv(x)
         conv.set_weights(list(weights[name]))
         if name in layers:
@@ -463,7 +558,8 @@ def content_loss(target_features, generated_features):
 
 
 def gram_matrix(features):
-    """G = F^T F for features of shape (H, W, C): the C x C channel correlations.
+    """G = F^T F for features of shape (H, W, C) or (1, H, W, C): the C x C channel
+    correlations.
 
     Summing over pixels makes G blind to where things are, which is what lets it
     describe style rather than content.
@@ -554,7 +650,7 @@ def style_grams(extractor, style_images, blend, style_layers, generated_pixels):
         features = features_of(image)
         ratio = generated_pixels / (int(image.shape[1]) * int(image.shape[2]))
         for layer in style_layers:
-            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer][0])
+            grams[layer] = grams[layer] + weight * ratio * gram_matrix(features[layer])
     return grams
 
 
@@ -568,7 +664,7 @@ def build_loss_and_grads(extractor, target_image, style_grams, settings):
     """
     # In a graph, as the generated image's features are: eager and graph kernels round
     # bfloat16 differently, and the content loss at the target image would not be 0.
-    content_target = tf.function(extractor)(target_image)[settings.content_layer][0]
+    content_target = tf.function(extractor)(target_image)[settings.content_layer]
     img_size = int(target_image.shape[1]) * int(target_image.shape[2])
     per_layer = settings.style_weight / len(settings.style_layers)
 
@@ -577,9 +673,11 @@ def build_loss_and_grads(extractor, target_image, style_grams, settings):
         with tf.GradientTape() as tape:
             tape.watch(generated_image)
             features = extractor(generated_image)
+            # whole feature maps, batch of one and all: indexing out the image ([0])
+            # would cost a copy of every map on the way back (StridedSliceGrad)
             content = settings.content_weight * content_loss(
-                content_target, features[settings.content_layer][0])
-            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer][0],
+                content_target, features[settings.content_layer])
+            style = tf.add_n([per_layer * style_loss(style_grams[layer], features[layer],
                                                      img_size)
                               for layer in settings.style_layers])
             tv = settings.tv_weight * total_variation_loss(generated_image)

@@ -14,7 +14,10 @@ On the same images and weights, in one run, it measures
     images' float32 losses, evaluated every 10 evaluations off the clock;
   - the time each takes to reach the chapter's final loss (after --chapter-evals);
   - the effective GFLOP/s of an evaluation next to numpy's float32 matmul.
-It prints a Markdown table and writes it to benchmarks/RESULTS.md.
+It prints a Markdown report, headed by the CPU's model and flags and the kernels
+TensorFlow runs on it, and writes it to --output (the JSON of every worker beside it).
+benchmarks/RESULTS.md keeps one section per kind of CPU measured, gathered from such
+reports by hand.
 
 The script's runs go through style_transfer.py's own loop (StyleTransfer.run) with an
 Evaluator that also measures; the chapter's through its L-BFGS (st.optimise, restarts).
@@ -355,15 +358,46 @@ def fmt(value, spec=".3g", none="–"):
     return none if value is None else format(value, spec)
 
 
-def machine():
-    cpu = platform.processor() or "unknown CPU"
+# The CPU flags that decide which kernels TensorFlow and oneDNN run.
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
+              "amx_tile", "amx_bf16")
+# Environment variables that make this CPU take another CPU's code path.
+EMULATION = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_info(path="/proc/cpuinfo"):
+    """{model, family, model_number, flags}: the first processor's, from /proc/cpuinfo."""
+    fields = {"model name": "model", "cpu family": "family", "model": "model_number",
+              "flags": "flags"}
+    info = {"model": platform.processor() or platform.machine(), "flags": []}
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open(path) as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if not key and info.get("family"):
+                    break  # the end of the first processor
+                if key in fields:
+                    info[fields[key]] = value.split() if key == "flags" else value
+    except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-            f"numpy {np.__version__}, Python {platform.python_version()}")
+    return info
+
+
+def kernels():
+    """Which kernels TensorFlow runs here, and any variable set to emulate another CPU."""
+    emulated = [f"{v}={os.environ[v]}" for v in EMULATION if v in os.environ]
+    return ("oneDNN" if st.onednn_enabled() else "TensorFlow's Eigen") + " kernels" + (
+        f" (emulation: {', '.join(emulated)})" if emulated else "")
+
+
+def machine():
+    info = cpu_info()
+    family = (f" (family {info['family']} model {info['model_number']})"
+              if "family" in info and "model_number" in info else "")
+    flags = " ".join(f for f in SIMD_FLAGS if f in info["flags"]) or "none of interest"
+    return (f"{info['model']}{family}, {os.cpu_count()} cores, flags {flags}; "
+            f"{kernels()}; TensorFlow {tf.__version__}, numpy {np.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def checkpoints(args):
@@ -530,7 +564,8 @@ def build_parser():
                         "loss, and the script-with-restarts run is left out")
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="the script's precision (as style_transfer.py --precision)")
-    p.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--output", default=os.path.join(HERE, "last-run.md"),
+                   help="the report; RESULTS.md gathers reports by kind of CPU")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 
@@ -550,7 +585,9 @@ def main(argv=None):
     with open(args.output, "w") as f:
         f.write(text)
     with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
-        json.dump(results["raw"], f)  # every worker's numbers, per-evaluation losses included
+        # the machine, then every worker's numbers, per-evaluation losses included
+        json.dump({"machine": {**cpu_info(), "kernels": kernels(), "cores": os.cpu_count()},
+                   "workers": results["raw"]}, f)
 
 
 if __name__ == "__main__":

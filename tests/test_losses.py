@@ -23,6 +23,19 @@ def test_gram_matrix_is_c_by_c_symmetric_and_matches_numpy():
     np.testing.assert_allclose(gram, numpy_gram(features), rtol=1e-5)
 
 
+def test_gram_matrix_and_its_gradient_the_same_with_a_batch_of_one():
+    # the losses take VGG19's feature maps whole, (1, H, W, C), without indexing them
+    features = tf.constant(np.random.default_rng(10).normal(size=(5, 7, 4)), tf.float32)
+    results = []
+    for x in (features, features[tf.newaxis]):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = st.style_loss(tf.eye(4), x, 35)
+        results.append((loss.numpy(), tape.gradient(loss, x).numpy().reshape(5, 7, 4)))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def test_gram_matrix_unchanged_when_pixels_are_shuffled():
     features = np.random.default_rng(1).normal(size=(6, 6, 3)).astype(np.float32)
     flat = features.reshape(-1, 3)
