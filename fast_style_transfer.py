@@ -528,6 +528,13 @@ def new_record(args, weights_line, precision, photos, preview_path, strategy):
     }
 
 
+# What --resume may change: how long and how often, where, and the arithmetic (a run may
+# move to a machine without bfloat16). Anything else would make the record lie about the
+# model, or the run differ from an uninterrupted one.
+RESUMABLE_CHANGES = {"model", "resume", "overwrite", "steps", "checkpoint_every",
+                     "preview_every", "log_every", "precision", "preview"}
+
+
 def resumed_record(paths, step, fresh):
     """The record of the run being resumed, its history cut back to the checkpoint."""
     try:
@@ -536,6 +543,14 @@ def resumed_record(paths, step, fresh):
     except (OSError, ValueError):
         note(f"no readable record '{paths['record']}'; starting a new one at step {step}")
         return dict(fresh, step=step)
+    trained, now = record.get("settings", {}), fresh["settings"]
+    changed = sorted(k for k in now.keys() - RESUMABLE_CHANGES
+                     if k in trained and trained[k] != now[k])
+    if changed:
+        was = ", ".join(f"--{k.replace('_', '-')} {trained[k]}" for k in changed)
+        raise FatalError(f"--resume: '{paths['model']}' was trained with {was}; resume with "
+                         "those, or train a new model")
+    record["settings"].update({k: now[k] for k in RESUMABLE_CHANGES if k in now})
     record["history"] = [h for h in record.get("history", []) if h["step"] <= step]
     record.setdefault("resumed_at", []).append(step)
     return record

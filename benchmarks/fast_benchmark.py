@@ -2,6 +2,7 @@
 
     python benchmarks/fast_benchmark.py                      # the bundled model, ~45 min
     python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
+    python benchmarks/fast_benchmark.py --curves-only   # (b)'s L-BFGS runs alone, cached
 
 (a) Seconds per image for stylising 533x400 and 1066x800 with the transform net, against
     one evaluation of style_transfer.py at the same size, and against the default run
@@ -142,27 +143,59 @@ def matched_after(points, net_loss):
     return None
 
 
-def quality(net, vgg_weights, settings, photo_path, style, precision, evals):
+def lbfgs_curve(vgg_weights, settings, photo, style, size, precision, max_evals, judge):
+    """style_transfer.py's run from the photo: [(evaluations, float32 loss)], an iterate
+    every 10 evaluations."""
+    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
+    recorder = Recorder(judge)
+    step = 10
+    st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
+        st.preprocess_image(photo, size), size, [1.0], max_evals // step, step, False,
+        recorder)
+    return recorder.points
+
+
+class CurveCache:
+    """L-BFGS curves kept in a JSON file, one entry per photo, size, loss, precision and
+    length, written after each photo: they do not depend on the net, take most of the
+    benchmark's time, and so survive an interrupted run or a retrained model."""
+
+    def __init__(self, path):
+        self.path, self.curves = path, {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.curves = json.load(f)
+
+    def get(self, key, compute):
+        key = json.dumps(key, sort_keys=True)
+        if key not in self.curves:
+            self.curves[key] = [list(p) for p in compute()]
+            if self.path:
+                with open(self.path + ".tmp", "w") as f:
+                    json.dump(self.curves, f, indent=0)
+                os.replace(self.path + ".tmp", self.path)
+        return [tuple(p) for p in self.curves[key]]
+
+
+def quality(net, vgg_weights, settings, photo_path, style, precision, evals, cache):
     """(b) for one photo: the net's loss and L-BFGS's after each of evals evaluations."""
     photo = st.load_image(photo_path, "photo")
     size = st.image_size(*photo.size, 400)
     judge = loss_function(vgg_weights, settings, photo, style, size, "float32")
-    stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
-    net_loss = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
-                     .astype(np.float64).ravel())[0]
-    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
-    recorder = Recorder(judge)
-    step = 10  # an iterate every 10 evaluations
-    st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
-        st.preprocess_image(photo, size), size, [1.0], max(evals) // step, step, False,
-        recorder)
-    lbfgs = {n: float(np.interp(n, *zip(*recorder.points, strict=True))) for n in evals}
-    result = {"photo": os.path.basename(photo_path), "size": list(size),
-              "net_loss": net_loss, "lbfgs_loss": lbfgs,
-              "matched_after": matched_after(recorder.points, net_loss)}
-    print(f"(b) {result['photo']}: net {net_loss:.3g}; L-BFGS " + ", ".join(
-        f"{n}: {v:.3g}" for n, v in lbfgs.items()) + f"; matched after "
-        f"{result['matched_after']}", flush=True)
+    key = {"photo": os.path.basename(photo_path), "size": list(size),
+           "settings": repr(settings), "precision": precision, "evals": max(evals)}
+    points = cache.get(key, lambda: lbfgs_curve(vgg_weights, settings, photo, style, size,
+                                                precision, max(evals), judge))
+    lbfgs = {n: float(np.interp(n, *zip(*points, strict=True))) for n in evals}
+    result = {"photo": key["photo"], "size": list(size), "lbfgs_loss": lbfgs}
+    if net is not None:
+        stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
+        result["net_loss"] = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
+                                   .astype(np.float64).ravel())[0]
+        result["matched_after"] = matched_after(points, result["net_loss"])
+    print(f"(b) {result['photo']}: net {result.get('net_loss', float('nan')):.3g}; L-BFGS "
+          + ", ".join(f"{n}: {v:.3g}" for n, v in lbfgs.items())
+          + f"; matched after {result.get('matched_after')}", flush=True)
     return result
 
 
@@ -243,8 +276,13 @@ def measure(args):
     weights_path, _ = st.resolve_weights("imagenet")
     vgg_weights = st.read_vgg19_h5(weights_path, st.layers_up_to(
         st.LossSettings().layers + settings.layers))
-    net = fst.load_transform_net(args.model, precision)
     style = st.load_image(args.style, "style")
+    cache = CurveCache(args.cache)
+    if args.curves_only:
+        for p in args.photos:
+            quality(None, vgg_weights, settings, p, style, precision, args.evals, cache)
+        return None
+    net = fst.load_transform_net(args.model, precision)
     results = {"machine": machine(), "precision": precision, "model": args.model,
                "training_steps": trained["step"], "date": time.strftime("%Y-%m-%d"),
                "evals": args.evals, "loss_settings": (
@@ -256,8 +294,8 @@ def measure(args):
     results["timing"] = timing(net, vgg_weights, photo, style, precision, args.repeats)
     if args.default_run:
         results["whole"] = whole_commands(args.model, args.photos[0], args.style)
-    results["quality"] = [quality(net, vgg_weights, settings, p, style, precision, args.evals)
-                          for p in args.photos]
+    results["quality"] = [quality(net, vgg_weights, settings, p, style, precision, args.evals,
+                                  cache) for p in args.photos]
     return results
 
 
@@ -274,8 +312,15 @@ def main(argv=None):
     p.add_argument("--precision", default="auto")
     p.add_argument("--default-run", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--output", default=os.path.join(HERE, "FAST.md"))
+    p.add_argument("--cache", default=os.path.join(HERE, "FAST_lbfgs.json"),
+                   help="L-BFGS curves kept between runs; '' to keep none")
+    p.add_argument("--curves-only", action="store_true",
+                   help="only run L-BFGS for (b) into --cache (the model's record gives "
+                        "the loss): the long part, which a training run may share")
     args = p.parse_args(argv)
     results = measure(args)
+    if results is None:
+        return
     text = report(results)
     print(text)
     with open(args.output, "w") as f:

@@ -100,6 +100,24 @@ def test_resume_needs_a_checkpoint_and_an_existing_model_needs_a_flag(setup, cap
     assert fst.main(train_argv(setup, "--overwrite", steps=1)) == 0
 
 
+def test_resume_refuses_other_loss_or_training_settings(setup, capsys):
+    assert fst.main(train_argv(setup, steps=2)) == 0
+    before = {p: p.read_bytes() for p in pathlib.Path(setup[2]).parent.iterdir()
+              if p.is_file()}
+    for flags, said in [(("--content-weight", "0.5"), f"--content-weight {fst.CONTENT_WEIGHT}"),
+                        (("--learning-rate", "0.1"), f"--learning-rate {fst.LEARNING_RATE}"),
+                        (("--seed", "3"), "--seed 0")]:
+        assert fst.main(train_argv(setup, "--resume", *flags, steps=4)) == 2
+        err = capsys.readouterr().err
+        assert f"was trained with {said}" in err and err.count("\n") == 1
+        assert {p: p.read_bytes() for p in before} == before
+    # how long and how often may change, and the record says so
+    assert fst.main(train_argv(setup, "--resume", "--log-every", "2", steps=4)) == 0
+    record = record_of(setup[2])
+    assert record["settings"]["steps"] == 4 and record["settings"]["log_every"] == 2
+    assert record["settings"]["content_weight"] == fst.CONTENT_WEIGHT
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_checkpoints_and_resume_finishes_the_run(setup, tmp_path, signum):
     argv = train_argv(setup, "--checkpoint-every", "1000", steps=400)
