@@ -35,7 +35,7 @@ tf, keras = st.load_tensorflow()  # the layers below subclass Keras'
 # "Fast mode" says how they were chosen).
 CONTENT_LAYER = "block3_conv3"  # shallower than the chapter's block5_conv2, as Johnson et al.
 STYLE_LAYERS = st.STYLE_LAYERS  # block1_conv1 ... block5_conv1, as the chapter
-CONTENT_WEIGHT = 1e-3           # weight of the content loss
+CONTENT_WEIGHT = 3e-2           # weight of the content loss
 STYLE_WEIGHT = 1.0              # weight of the style loss
 TV_WEIGHT = 1e-4                # weight of the total variation loss
 STYLE_SIZE = 256                # the style image's height when its Gram matrices are taken
@@ -508,10 +508,12 @@ class TrainingRun:
         self.record.update(status=status, step=step,
                            training_seconds=round(self.seconds(), 3))
         st.save_json(self.record, self.paths["record"])
+        if status != "running":  # an interrupted run shows how far it got, too
+            plot_training(self.record["history"], self.paths["previews"],
+                          self.paths["figure"])
 
     def finish(self, step):
         self.checkpoint(step, "completed")
-        plot_training(self.record["history"], self.paths["previews"], self.paths["figure"])
         print(f"saved {self.paths['model']}, {self.paths['figure']} and "
               f"{self.paths['record']} ({st.format_seconds(time.time() - self.start)})")
 
@@ -631,8 +633,9 @@ def run_steps(run, trainer, batches, step):
         if stop.signum is not None:
             name = signal.Signals(stop.signum).name
             run.checkpoint(step, f"interrupted by {name}")
-            print(f"interrupted ({name}) at step {step}: saved {run.paths['checkpoint']} "
-                  f"and {run.paths['model']}; --resume continues", file=sys.stderr)
+            print(f"interrupted ({name}) at step {step}: saved {run.paths['checkpoint']}, "
+                  f"{run.paths['model']} and {run.paths['figure']}; --resume continues",
+                  file=sys.stderr)
             return 128 + stop.signum
     run.finish(step)
     return 0

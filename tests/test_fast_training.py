@@ -136,6 +136,7 @@ def test_a_signal_checkpoints_and_resume_finishes_the_run(setup, tmp_path, signu
     stopped = record["step"]
     assert record["status"] == f"interrupted by {name}" and 3 <= stopped < 400
     assert [h["step"] for h in record["history"]] == list(range(1, stopped + 1))
+    assert os.path.getsize(os.path.splitext(setup[2])[0] + "_training.png") > 0
     assert fst.main(train_argv(setup, "--resume", steps=stopped + 2)) == 0
     assert [h["step"] for h in record_of(setup[2])["history"]] == list(
         range(1, stopped + 3))

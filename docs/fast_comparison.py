@@ -1,0 +1,72 @@
+"""The README's fast-mode picture: photos the bundled model never saw, the net's output,
+and style_transfer.py's optimisation result for the same photo, with their times.
+
+    python docs/fast_comparison.py PHOTO [PHOTO ...]   # from the repo root
+
+Both programs run as a user runs them (whole commands); the optimisation uses the same
+reduced settings as docs/make_pictures.sh (256 px, 10 x 20 evaluations), the net
+stylises at the same height. Writes docs/fast_comparison.jpg and .json (the times).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join("models", "swirls.keras")
+STYLE = os.path.join("images", "swirls.png")
+HEIGHT = 256
+OPTIMISATION = ["--height", str(HEIGHT), "--iterations", "10", "--save-every", "0"]
+
+
+def timed(argv):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main(photos):
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for photo in photos:
+            name = os.path.splitext(os.path.basename(photo))[0]
+            fast, slow = os.path.join(out, name + "_fast.png"), os.path.join(out, name + ".png")
+            row = {"photo": os.path.relpath(photo, ROOT) if photo.startswith(ROOT) else photo,
+                   "fast_seconds": timed(["fast_style_transfer.py", "stylize", MODEL, photo,
+                                          "--height", str(HEIGHT), "--output", fast]),
+                   "optimisation_seconds": timed(["style_transfer.py", photo, STYLE,
+                                                  *OPTIMISATION, "--output", slow])}
+            row["images"] = [Image.open(photo).convert("RGB"), Image.open(fast).copy(),
+                             Image.open(slow).copy()]
+            rows.append(row)
+            print(f"{name}: fast {row['fast_seconds']:.1f} s, optimisation "
+                  f"{row['optimisation_seconds']:.0f} s", flush=True)
+    figure, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    for row, line in zip(rows, axes, strict=True):
+        titles = ["photo (never seen in training)",
+                  f"fast mode, {row['fast_seconds']:.1f} s",
+                  f"optimisation, {row['optimisation_seconds']:.0f} s"]
+        for ax, image, title in zip(line, row.pop("images"), titles, strict=True):
+            ax.imshow(image)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    figure.suptitle("Swirls: the bundled net (one pass) against style_transfer.py "
+                    f"(200 evaluations), {HEIGHT} px, whole commands", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(os.path.join(ROOT, "docs", "fast_comparison.jpg"), dpi=100)
+    with open(os.path.join(ROOT, "docs", "fast_comparison.json"), "w") as f:
+        json.dump({"model": MODEL, "style": STYLE, "optimisation": OPTIMISATION,
+                   "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main([os.path.abspath(p) for p in sys.argv[1:]])
