@@ -149,3 +149,42 @@ def test_bad_input_is_one_line_and_exit_2(files, case, capsys):
     assert all(line.startswith("note: ") for line in lines[:-1]), lines
     after = sorted(os.listdir(files["tmp"]))
     assert after == before  # nothing half-written: no model folder, no output
+
+
+def test_an_input_too_large_for_memory_is_refused_with_a_height_that_fits(
+        files, capsys, monkeypatch):
+    big = files["tmp"] / "big.png"
+    make_target((1000, 800)).save(big)  # 0.8 megapixels: about 1.4 GB by the estimate
+    out = files["tmp"] / "out"
+    monkeypatch.setattr(st, "available_memory_mb", lambda: 1200.0)
+    assert run_main(["stylize", files["model"], str(big), "--output-dir", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: input") and "at 1000x800 needs about 1.4 GB" in error
+    assert error.endswith("try --height 565") and not out.exists()
+    # the height it suggests fits, and runs
+    assert run_main(["stylize", files["model"], str(big), "--output-dir", str(out),
+                     "--height", "565"]) == 0
+    with Image.open(out / "big_net.png") as result:
+        assert result.size == (706, 565)
+
+
+def test_a_folder_is_read_one_image_at_a_time(files, monkeypatch):
+    """Each input is decoded to be checked, then again for its turn: never all at once."""
+    loaded, alive = [], []
+    load_image = st.load_image
+
+    def counting(path, role):
+        image = load_image(path, role)
+        loaded.append(path)
+        return image
+
+    monkeypatch.setattr(st, "load_image", counting)
+    real = fst.stylise_pixels
+    monkeypatch.setattr(fst, "stylise_pixels",
+                        lambda net, pixels: alive.append(len(loaded)) or real(net, pixels))
+    out = files["tmp"] / "out"
+    assert run_main(["stylize", files["model"], files["photos"], "--output-dir",
+                     str(out)]) == 0
+    names = sorted(os.path.join(files["photos"], n) for n in ("a.png", "b.png"))
+    assert sorted(loaded[:2]) == names and loaded[2:] == names  # checked, then one by one
+    assert alive == [3, 4]
