@@ -36,7 +36,7 @@ tf, keras = st.load_tensorflow()  # the layers below subclass Keras'
 # "Fast mode" says how they were chosen).
 CONTENT_LAYER = "block3_conv3"  # shallower than the chapter's block5_conv2, as Johnson et al.
 STYLE_LAYERS = st.STYLE_LAYERS  # block1_conv1 ... block5_conv1, as the chapter
-CONTENT_WEIGHT = 3e-2           # weight of the content loss
+CONTENT_WEIGHT = 1e-1           # weight of the content loss
 STYLE_WEIGHT = 1.0              # weight of the style loss
 TV_WEIGHT = 1e-4                # weight of the total variation loss
 STYLE_SIZE = 256                # the style image's height when its Gram matrices are taken

@@ -1,6 +1,7 @@
 """Fast mode against the optimisation: one run on one machine, written to FAST.md.
 
     python benchmarks/fast_benchmark.py                      # the bundled model, ~45 min
+    # (b)'s L-BFGS curves are kept in FAST_lbfgs.json: a rerun takes minutes
     python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
     python benchmarks/fast_benchmark.py --curves-only   # (b)'s L-BFGS runs alone, cached
 
@@ -41,6 +42,7 @@ SHARED = os.path.join(ROOT, "..", "shared", "images")
 HELD_OUT = os.path.expanduser("~/photos/held_out")  # models/gather_photos.py's held-out set
 SIZES = [(533, 400), (1066, 800)]
 EVALS = [20, 50, 100, 200, 400]
+NOISE_EVALS = [20, 50, 100]  # from noise, as Gatys et al. start
 
 
 def default_photos():
@@ -138,6 +140,8 @@ class Recorder:
 def matched_after(points, net_loss):
     """The evaluations after which L-BFGS's loss first falls to net_loss, interpolated
     on a log scale between recorded points; None if it never does."""
+    if points[0][1] <= net_loss:
+        return points[0][0]
     for (e0, l0), (e1, l1) in itertools.pairwise(points):
         if l1 <= net_loss:
             if l0 <= net_loss or l0 == l1:
@@ -146,15 +150,16 @@ def matched_after(points, net_loss):
     return None
 
 
-def lbfgs_curve(vgg_weights, settings, photo, style, size, precision, max_evals, judge):
-    """style_transfer.py's run from the photo: [(evaluations, float32 loss)], an iterate
-    every 10 evaluations."""
+def lbfgs_curve(vgg_weights, settings, photo, style, size, precision, max_evals, judge,
+                init):
+    """style_transfer.py's run from init ('content': the photo, or 'noise'): [(evaluations,
+    float32 loss)], an iterate every 10 evaluations."""
     extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
     recorder = Recorder(judge)
     step = 10
     st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
-        st.preprocess_image(photo, size), size, [1.0], max_evals // step, step, False,
-        recorder)
+        st.initial_image(init, photo, style, size, st.SEED), size, [1.0],
+        max_evals // step, step, False, recorder)
     return recorder.points
 
 
@@ -180,24 +185,28 @@ class CurveCache:
         return [tuple(p) for p in self.curves[key]]
 
 
-def quality(net, vgg_weights, settings, photo_path, style, precision, evals, cache):
-    """(b) for one photo: the net's loss and L-BFGS's after each of evals evaluations."""
+def quality(net, vgg_weights, settings, photo_path, style, precision, evals, cache,
+            init="content"):
+    """(b) for one photo: the net's loss and L-BFGS's after each of evals evaluations,
+    L-BFGS starting from init."""
     photo = st.load_image(photo_path, "photo")
     size = st.image_size(*photo.size, 400)
     judge = loss_function(vgg_weights, settings, photo, style, size, "float32")
     key = {"photo": os.path.basename(photo_path), "size": list(size),
            "settings": repr(settings), "precision": precision, "evals": max(evals)}
+    if init != "content":  # the keys of the curves from the photo stay as they were
+        key["init"] = init
     points = cache.get(key, lambda: lbfgs_curve(vgg_weights, settings, photo, style, size,
-                                                precision, max(evals), judge))
+                                                precision, max(evals), judge, init))
     lbfgs = {n: float(np.interp(n, *zip(*points, strict=True))) for n in evals}
-    result = {"photo": key["photo"], "size": list(size), "lbfgs_loss": lbfgs}
+    result = {"photo": key["photo"], "size": list(size), "init": init, "lbfgs_loss": lbfgs}
     if net is not None:
         stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
         result["net_loss"] = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
                                    .astype(np.float64).ravel())[0]
         result["matched_after"] = matched_after(points, result["net_loss"])
-    print(f"(b) {result['photo']}: net {result.get('net_loss', float('nan')):.3g}; L-BFGS "
-          + ", ".join(f"{n}: {v:.3g}" for n, v in lbfgs.items())
+    print(f"(b) {result['photo']} from {init}: net {result.get('net_loss', float('nan')):.3g};"
+          " L-BFGS " + ", ".join(f"{n}: {v:.3g}" for n, v in lbfgs.items())
           + f"; matched after {result.get('matched_after')}", flush=True)
     return result
 
@@ -246,27 +255,41 @@ def report(results):
                   f"loading the model included), "
                   f"{whole['default_run_seconds'] / whole['stylize_command_seconds']:.0f}x "
                   "less.")]
-    evals = results["evals"]
     lines += ["", "## (b) Loss of the net's output against L-BFGS", "",
-              (f"The fast mode's loss ({results['loss_settings']}) at 400 px, float32; "
-              "L-BFGS starts from the photo (style_transfer.py's default)."), "",
-              "| photo | net | " + " | ".join(f"L-BFGS {n}" for n in evals)
-              + " | net matches L-BFGS after |", "|---" * (len(evals) + 3) + "|"]
-    for row in results["quality"]:
-        matched = row["matched_after"]
-        matched = f"more than {max(evals)}" if matched is None else f"{matched:.0f}"
-        lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | " + " | ".join(
-            f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} evaluations |")
-    matched = [r["matched_after"] for r in results["quality"]]
-    if matched and all(m is not None for m in matched):
-        lines += ["", (f"Median: the net matches L-BFGS after **{np.median(matched):.0f} "
-                  "evaluations**.")]
+              (f"The fast mode's loss ({results['loss_settings']}) at 400 px, float32, of "
+               "the net's output and of style_transfer.py's generated image after each "
+               "number of evaluations; \"matches after\" interpolates on a log scale between "
+               "iterates 10 evaluations apart.")]
+    lines += quality_table(results["quality"], results["evals"],
+                           "From the photo (style_transfer.py's default, the chapter's start)")
+    if results.get("quality_from_noise"):
+        lines += quality_table(results["quality_from_noise"], results["noise_evals"],
+                               "From noise (`--init noise`: Gatys et al.'s start, and "
+                               "jcjohnson/neural-style's default)")
     c = results.get("training")
     if c:
         lines += ["", "## (c) Training", "",
                   (f"At --size 256, batch 4: **{c['steps_per_second']:.2f} steps/s**, peak "
                   f"resident memory **{c['peak_mb']:.0f} MB**.")]
     return "\n".join(lines) + "\n"
+
+
+def quality_table(rows, evals, title):
+    """(b)'s table for one start of L-BFGS, and the median photo's N."""
+    lines = ["", f"### {title}", "",
+             "| photo | net | " + " | ".join(f"L-BFGS {n}" for n in evals)
+             + " | net matches L-BFGS after |", "|---" * (len(evals) + 3) + "|"]
+    for row in rows:
+        matched = row["matched_after"]
+        matched = f"more than {max(evals)}" if matched is None else f"{matched:.0f}"
+        lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | " + " | ".join(
+            f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} evaluations |")
+    matched = [max(evals) + 1 if r["matched_after"] is None else r["matched_after"]
+               for r in rows]
+    median = np.median(matched)
+    said = f"more than {max(evals)}" if median > max(evals) else f"{median:.0f}"
+    return [*lines, "", (f"Median over {len(rows)} photos: the net matches L-BFGS after "
+                         f"**{said} evaluations**.")]
 
 
 def measure(args):
@@ -282,8 +305,9 @@ def measure(args):
     style = st.load_image(args.style, "style")
     cache = CurveCache(args.cache)
     if args.curves_only:
-        for p in args.photos:
-            quality(None, vgg_weights, settings, p, style, precision, args.evals, cache)
+        for init, evals in [("content", args.evals), ("noise", args.noise_evals)]:
+            for p in args.photos if init == "content" else args.photos[:args.noise_photos]:
+                quality(None, vgg_weights, settings, p, style, precision, evals, cache, init)
         return None
     net = fst.load_transform_net(args.model, precision)
     results = {"machine": machine(), "precision": precision, "model": args.model,
@@ -299,6 +323,10 @@ def measure(args):
         results["whole"] = whole_commands(args.model, photo, args.style)
     results["quality"] = [quality(net, vgg_weights, settings, p, style, precision, args.evals,
                                   cache) for p in args.photos]
+    results["noise_evals"] = args.noise_evals
+    results["quality_from_noise"] = [
+        quality(net, vgg_weights, settings, p, style, precision, args.noise_evals, cache,
+                "noise") for p in args.photos[:args.noise_photos]] if args.noise_evals else []
     return results
 
 
@@ -311,6 +339,11 @@ def main(argv=None):
     p.add_argument("--photos-folder", default=os.path.expanduser("~/photos/train"),
                    help="training photos for (c); '' to skip (c)")
     p.add_argument("--evals", type=lambda t: [int(v) for v in t.split(",")], default=EVALS)
+    p.add_argument("--noise-evals", type=lambda t: [int(v) for v in t.split(",") if v],
+                   default=NOISE_EVALS, help="evaluations of L-BFGS from noise, Gatys et "
+                   "al.'s start ('' to skip)")
+    p.add_argument("--noise-photos", type=int, default=None,
+                   help="L-BFGS from noise on only the first N photos (it is the long part)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--precision", default="auto")
     p.add_argument("--default-run", action=argparse.BooleanOptionalAction, default=True)
