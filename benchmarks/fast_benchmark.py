@@ -235,7 +235,8 @@ def report(results):
     lines += ["# Fast mode against the optimisation", "",
               (f"One run of `python benchmarks/fast_benchmark.py` on {m['cpu']}, {m['cores']} "
               f"cores, flags {' '.join(m['flags'])}, TensorFlow {m['tensorflow']}, "
-              f"precision {results['precision']}; model `{results['model']}` "
+              f"precision {results['precision']}; model "
+              f"`{os.path.relpath(results['model'], ROOT)}` "
               f"({results['training_steps']} training steps). {results['date']}."), "",
               "## (a) Seconds per image", "",
               ("| size | stylise (one pass of fw) | one evaluation of style_transfer.py | "
@@ -281,9 +282,11 @@ def quality_table(rows, evals, title):
              + " | net matches L-BFGS after |", "|---" * (len(evals) + 3) + "|"]
     for row in rows:
         matched = row["matched_after"]
-        matched = f"more than {max(evals)}" if matched is None else f"{matched:.0f}"
+        matched = (f"more than {max(evals)} evaluations" if matched is None else
+                   "0 evaluations (the photo itself scores lower)" if matched == 0
+                   else f"{matched:.0f} evaluations")
         lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | " + " | ".join(
-            f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} evaluations |")
+            f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} |")
     matched = [max(evals) + 1 if r["matched_after"] is None else r["matched_after"]
                for r in rows]
     median = np.median(matched)
