@@ -39,7 +39,14 @@ STYLE_LAYERS = st.STYLE_LAYERS  # block1_conv1 ... block5_conv1, as the chapter
 CONTENT_WEIGHT = 1e-1           # weight of the content loss
 STYLE_WEIGHT = 1.0              # weight of the style loss
 TV_WEIGHT = 1e-4                # weight of the total variation loss
-STYLE_SIZE = 256                # the style image's height when its Gram matrices are taken
+# The chapter's loss is not free of the image's size: the content and TV losses sum over
+# pixels, the style loss is normalised by the pixel count. So a weight means one balance
+# at one size, and fw is trained on small crops but used on whole photos. The weights
+# hold for a photo LOSS_HEIGHT high (the main script's height, and the benchmark's): a
+# crop's content and TV losses count (LOSS_HEIGHT / --size)^2 times, and the style's
+# Gram matrices are taken with the style image that high, as the main script takes them.
+LOSS_HEIGHT = st.IMG_HEIGHT     # the height of photo the loss weights are meant for
+STYLE_SIZE = LOSS_HEIGHT        # the style image's height when its Gram matrices are taken
 
 # The network fw (Johnson et al.'s shape, narrower: see README "Fast mode").
 FILTERS = (16, 32, 64)          # widths: first 9x9 convolution, then each stride-2 one
@@ -221,13 +228,16 @@ class PerceptualLoss:
     content_weight * content loss + style_weight * style loss + tv_weight * TV loss,
     with the layers and weights of settings (a style_transfer.LossSettings).
 
-    The style Gram matrices are computed once, here, for crops of size x size.
+    The style Gram matrices are computed once, here, for crops of size x size. With
+    loss_height, the content and TV losses of a crop count as those of a square photo
+    that high (LOSS_HEIGHT says why); None counts them as they are.
     """
 
     def __init__(self, weights, style_image, size, settings, style_size=STYLE_SIZE,
-                 precision="float32"):
+                 precision="float32", loss_height=None):
         self.settings = settings
         self.img_size = size * size
+        self.pixel_scale = 1.0 if loss_height is None else (loss_height / size) ** 2
         self.extractor = st.build_feature_extractor(weights, settings.layers, "max",
                                                     precision)
         # fw's input needs only the content layer: a shorter VGG19 for it
@@ -252,9 +262,10 @@ class PerceptualLoss:
                                                  self.img_size)
                                    for name in settings.style_layers]))
         per_layer = settings.style_weight / len(settings.style_layers)
-        content = settings.content_weight * tf.add_n(content) / global_batch
+        scale = self.pixel_scale / global_batch
+        content = settings.content_weight * scale * tf.add_n(content)
         style = per_layer * tf.add_n(style) / global_batch
-        tv = settings.tv_weight * st.total_variation_loss(generated) / global_batch
+        tv = settings.tv_weight * scale * st.total_variation_loss(generated)
         return content + style + tv, [content, style, tv]
 
 
@@ -619,7 +630,7 @@ def train(args):
           f"{precision}, {strategy.num_replicas_in_sync} device(s)")
     with strategy.scope():
         loss = PerceptualLoss(vgg_weights, style, args.size, st.LossSettings.from_args(args),
-                              args.style_size, precision)
+                              args.style_size, precision, args.loss_height)
     trainer = Trainer(strategy, loss, args.filters, args.residual_blocks,
                       args.learning_rate, precision, args.seed, args.batch_size)
     record = new_record(args, weights_line, precision, training, preview_path, strategy)
@@ -854,6 +865,9 @@ def build_parser():
                       help="weight of the style loss")
     loss.add_argument("--tv-weight", type=float, default=TV_WEIGHT,
                       help="weight of the total variation loss")
+    loss.add_argument("--loss-height", type=int, default=LOSS_HEIGHT,
+                      help="the weights hold for a photo this high: a crop's content and "
+                      "TV losses count (LOSS_HEIGHT / --size)^2 times")
     loss.add_argument("--style-size", type=int, default=STYLE_SIZE,
                       help="height of the style image for its Gram matrices")
     loss.add_argument("--weights", default=st.WEIGHTS,
@@ -909,7 +923,7 @@ def check_train_args(args):
     if args.size < 32 or args.size % 4:
         raise FatalError(f"--size must be a multiple of 4 of at least 32, got {args.size}")
     for flag in ("batch_size", "steps", "checkpoint_every", "preview_every", "log_every",
-                 "residual_blocks", "style_size"):
+                 "residual_blocks", "style_size", "loss_height"):
         if getattr(args, flag) < (0 if flag == "residual_blocks" else 1):
             raise FatalError(f"--{flag.replace('_', '-')} must be at least "
                              f"{0 if flag == 'residual_blocks' else 1}, "

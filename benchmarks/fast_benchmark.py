@@ -4,6 +4,7 @@
     # (b)'s L-BFGS curves are kept in FAST_lbfgs.json: a rerun takes minutes
     python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
     python benchmarks/fast_benchmark.py --curves-only   # (b)'s L-BFGS runs alone, cached
+    python benchmarks/fast_benchmark.py --quality-only --model M.keras  # (b) for M, printed
 
 (a) Seconds per image for stylising 533x400 and 1066x800 with the transform net, against
     one evaluation of style_transfer.py at the same size, and against the default run
@@ -199,7 +200,8 @@ def quality(net, vgg_weights, settings, photo_path, style, precision, evals, cac
     points = cache.get(key, lambda: lbfgs_curve(vgg_weights, settings, photo, style, size,
                                                 precision, max(evals), judge, init))
     lbfgs = {n: float(np.interp(n, *zip(*points, strict=True))) for n in evals}
-    result = {"photo": key["photo"], "size": list(size), "init": init, "lbfgs_loss": lbfgs}
+    result = {"photo": key["photo"], "size": list(size), "init": init, "lbfgs_loss": lbfgs,
+              "start_loss": points[0][1] if points[0][0] == 0 else None}
     if net is not None:
         stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
         result["net_loss"] = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
@@ -278,14 +280,15 @@ def report(results):
 def quality_table(rows, evals, title):
     """(b)'s table for one start of L-BFGS, and the median photo's N."""
     lines = ["", f"### {title}", "",
-             "| photo | net | " + " | ".join(f"L-BFGS {n}" for n in evals)
-             + " | net matches L-BFGS after |", "|---" * (len(evals) + 3) + "|"]
+             "| photo | net | L-BFGS's start | " + " | ".join(f"L-BFGS {n}" for n in evals)
+             + " | net matches L-BFGS after |", "|---" * (len(evals) + 4) + "|"]
     for row in rows:
         matched = row["matched_after"]
         matched = (f"more than {max(evals)} evaluations" if matched is None else
                    "0 evaluations (the photo itself scores lower)" if matched == 0
                    else f"{matched:.0f} evaluations")
-        lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | " + " | ".join(
+        start = "" if row.get("start_loss") is None else f"{row['start_loss']:.3g}"
+        lines.append(f"| {row['photo']} | {row['net_loss']:.3g} | {start} | " + " | ".join(
             f"{row['lbfgs_loss'][n]:.3g}" for n in evals) + f" | {matched} |")
     matched = [max(evals) + 1 if r["matched_after"] is None else r["matched_after"]
                for r in rows]
@@ -313,11 +316,18 @@ def measure(args):
                 quality(None, vgg_weights, settings, p, style, precision, evals, cache, init)
         return None
     net = fst.load_transform_net(args.model, precision)
+    if args.quality_only:
+        rows = [quality(net, vgg_weights, settings, p, style, precision, args.evals, cache)
+                for p in args.photos]
+        print("\n".join(quality_table(rows, args.evals, args.model)))
+        return None
     results = {"machine": machine(), "precision": precision, "model": args.model,
                "training_steps": trained["step"], "date": time.strftime("%Y-%m-%d"),
                "evals": args.evals, "loss_settings": (
                    f"content {settings.content_layer} x {settings.content_weight:g}, style "
-                   f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}")}
+                   f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}"
+                   + (f"; fw trained on {s['size']} px crops counted as photos "
+                      f"{s['loss_height']} px high" if s.get("loss_height") else ""))}
     if args.photos_folder:
         results["training"] = training_speed(args.style, args.photos_folder)
     photo = st.load_image(args.photos[0], "photo")
@@ -356,6 +366,9 @@ def main(argv=None):
     p.add_argument("--curves-only", action="store_true",
                    help="only run L-BFGS for (b) into --cache (the model's record gives "
                         "the loss): the long part, which a training run may share")
+    p.add_argument("--quality-only", action="store_true",
+                   help="only (b) from the photo, printed: to compare models or checkpoints "
+                        "(with cached curves it takes seconds a photo)")
     args = p.parse_args(argv)
     results = measure(args)
     if results is None:

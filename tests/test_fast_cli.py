@@ -93,6 +93,8 @@ CASES = {
         lambda f: [*train(f), "--size", "30"], "--size must be a multiple of 4"),
     "train: size too small": (lambda f: [*train(f), "--size", "16"], "of at least 32"),
     "train: zero steps": (lambda f: [*train(f), "--steps", "0"], "--steps must be at least 1"),
+    "train: zero loss height": (
+        lambda f: [*train(f), "--loss-height", "0"], "--loss-height must be at least 1"),
     "train: negative learning rate": (
         lambda f: [*train(f), "--learning-rate", "-1"], "--learning-rate must be"),
     "train: two filters": (lambda f: [*train(f), "--filters", "8,8"], "three positive"),

@@ -226,3 +226,39 @@ def test_an_unreadable_photo_is_skipped_with_a_note(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("note: skipped") == 2
     assert "broken.jpg': not an image" in err and "tiny.png': 5 px" in err
+
+
+def test_the_loss_is_the_chapters_averaged_over_the_batch_at_the_loss_height(weights_file):
+    st, tf = fst.st, fst.tf
+    settings = st.LossSettings(fst.CONTENT_LAYER, tuple(fst.STYLE_LAYERS), 0.5, 2.0, 1e-3)
+    weights = st.read_vgg19_h5(weights_file, st.layers_up_to(settings.layers))
+    photos = np.stack([np.asarray(make_target((32, 32)), np.float32),
+                       np.asarray(make_style((32, 32), seed=5), np.float32)])
+    generated = np.stack([np.asarray(make_style((32, 32), seed=6), np.float32),
+                          np.asarray(make_target((32, 32)), np.float32)[::-1]])
+    style = make_style((48, 40), seed=2)
+    plain = fst.PerceptualLoss(weights, style, 32, settings, style_size=40)
+    total, parts = plain(tf.constant(photos), tf.constant(generated), 2)
+
+    # by hand, one photo at a time, with the main script's own losses
+    extractor = st.build_feature_extractor(weights, settings.layers)
+    grams = st.style_grams(extractor, [st.preprocess_image(style, (48, 40))], [1.0],
+                           settings.style_layers, 32 * 32)
+    expected = np.zeros(3)
+    for photo, image in zip(photos, generated, strict=True):
+        target = extractor(fst.vgg_input(tf.constant(photo[None])))[settings.content_layer]
+        features = extractor(fst.vgg_input(tf.constant(image[None])))
+        expected += [
+            settings.content_weight * st.content_loss(target, features[settings.content_layer]),
+            sum(st.style_loss(grams[layer], features[layer], 32 * 32)
+                for layer in settings.style_layers) * settings.style_weight / 5,
+            settings.tv_weight * st.total_variation_loss(tf.constant(image[None]))]
+    expected /= 2
+    np.testing.assert_allclose([float(p) for p in parts], expected, rtol=1e-4)
+    assert float(total) == pytest.approx(expected.sum(), rel=1e-4)
+    assert min(expected) > 0  # each part is there to be compared
+
+    # meant for a photo 64 high: the sums over pixels count 4 times, the style as it is
+    high = fst.PerceptualLoss(weights, style, 32, settings, style_size=40, loss_height=64)
+    _, scaled = high(tf.constant(photos), tf.constant(generated), 2)
+    np.testing.assert_allclose([float(p) for p in scaled], expected * [4, 1, 4], rtol=1e-4)
