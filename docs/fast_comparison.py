@@ -3,9 +3,10 @@ and style_transfer.py's optimisation result for the same photo, with their times
 
     python docs/fast_comparison.py PHOTO [PHOTO ...]   # from the repo root
 
-Both programs run as a user runs them (whole commands); the optimisation uses the same
-reduced settings as docs/make_pictures.sh (256 px, 10 x 20 evaluations), the net
-stylises at the same height. Writes docs/fast_comparison.jpg and .json (the times).
+Both programs run as a user runs them (whole commands), at the main script's height
+(400 px), the size the bundled net's loss is meant for; the optimisation has its default
+loss and stops after 10 x 20 evaluations (its loss hardly moves after 200: benchmarks/
+FAST.md). Writes docs/fast_comparison.jpg and .json (the times).
 """
 import json
 import os
@@ -23,7 +24,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join("models", "swirls.keras")
 STYLE = os.path.join("images", "swirls.png")
-HEIGHT = 256
+HEIGHT = 400
 OPTIMISATION = ["--height", str(HEIGHT), "--iterations", "10", "--save-every", "0"]
 
 
