@@ -234,7 +234,7 @@ class PerceptualLoss:
     """
 
     def __init__(self, weights, style_image, size, settings, style_size=STYLE_SIZE,
-                 precision="float32", loss_height=None):
+                 precision="float32", loss_height=LOSS_HEIGHT):
         self.settings = settings
         self.img_size = size * size
         self.pixel_scale = 1.0 if loss_height is None else (loss_height / size) ** 2

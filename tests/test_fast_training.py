@@ -237,7 +237,7 @@ def test_the_loss_is_the_chapters_averaged_over_the_batch_at_the_loss_height(wei
     generated = np.stack([np.asarray(make_style((32, 32), seed=6), np.float32),
                           np.asarray(make_target((32, 32)), np.float32)[::-1]])
     style = make_style((48, 40), seed=2)
-    plain = fst.PerceptualLoss(weights, style, 32, settings, style_size=40)
+    plain = fst.PerceptualLoss(weights, style, 32, settings, style_size=40, loss_height=None)
     total, parts = plain(tf.constant(photos), tf.constant(generated), 2)
 
     # by hand, one photo at a time, with the main script's own losses
