@@ -43,8 +43,9 @@ sys.path.insert(0, HERE)
 
 import chapter  # noqa: E402
 import style_transfer as st  # noqa: E402
+from nst import inputs, runtime, speed, vgg_weights  # noqa: E402
 
-tf, _ = st.load_tensorflow()
+tf, _ = runtime.load_tensorflow()
 
 CHAPTER_RUN = "chapter (batch of 3, restarts)"
 
@@ -61,7 +62,7 @@ def flops_per_evaluation(width, height, layers):
     """Multiply-adds x 2 of VGG19's convolutions up to the deepest layer, forward and the
     backward pass to the input (about the same again)."""
     total, scale = 0, 1
-    for name, cin, cout in st.VGG19_CONV_LAYERS[:len(st.layers_up_to(layers))]:
+    for name, cin, cout in vgg_weights.VGG19_CONV_LAYERS[:len(st.layers_up_to(layers))]:
         scale = 2 ** (int(name[5]) - 1)
         total += 2 * 9 * cin * cout * (height // scale) * (width // scale)
     return 2 * total
@@ -223,11 +224,12 @@ def measure_script(job, measurement, problem, size, check_extractor):
 
 def worker(job):
     """One configuration in this process; prints one JSON line of results."""
-    target, style = st.load_image(job["target"], "target"), st.load_image(job["style"], "style")
+    target = inputs.load_image(job["target"], "target")
+    style = inputs.load_image(job["style"], "style")
     size = st.image_size(*target.size, job["height"])
     settings = st.LossSettings()
     runtime_mb = peak_rss_mb()  # TensorFlow imported
-    weights = st.read_vgg19_h5(job["weights"], st.layers_up_to(settings.layers))
+    weights = vgg_weights.read_vgg19_h5(job["weights"], st.layers_up_to(settings.layers))
     measurement = Measurement(job["max_evals"], job.get("stop_loss"))
     setup = measurement.start
     if job["kind"] == "chapter":
@@ -386,7 +388,7 @@ def cpu_info(path="/proc/cpuinfo"):
 def kernels():
     """Which kernels TensorFlow runs here, and any variable set to emulate another CPU."""
     emulated = [f"{v}={os.environ[v]}" for v in EMULATION if v in os.environ]
-    return ("oneDNN" if st.onednn_enabled() else "TensorFlow's Eigen") + " kernels" + (
+    return ("oneDNN" if speed.onednn_enabled() else "TensorFlow's Eigen") + " kernels" + (
         f" (emulation: {', '.join(emulated)})" if emulated else "")
 
 
@@ -574,8 +576,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
-    weights, weights_line = st.resolve_weights(args.weights)
-    precision = st.resolve_precision(args.precision)
+    weights, weights_line = vgg_weights.resolve_weights(args.weights)
+    precision = speed.resolve_precision(args.precision)
     matmul = numpy_matmul_gflops()
     base = {"target": args.target, "style": args.style, "weights": weights}
     results = measure(args, base, precision, matmul)

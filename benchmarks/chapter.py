@@ -38,7 +38,7 @@ def total_variation_loss(x, img_height, img_width):
 def chapter_model(weights, img_height, img_width):
     """Keras' VGG19 without top, every layer's output by name (the chapter's outputs_dict).
 
-    weights: {layer: (kernel, bias)} as read by style_transfer.read_vgg19_h5.
+    weights: {layer: (kernel, bias)} as read by vgg_weights.read_vgg19_h5.
     """
     model = keras.applications.VGG19(weights=None, include_top=False,
                                      input_shape=(img_height, img_width, 3))

@@ -1,5 +1,5 @@
 """VGG19's convolutions one by one: forward, TensorFlow's input gradient, and the input
-gradient as a forward convolution (style_transfer.conv2d_relu's two ways), per layer shape
+gradient as a forward convolution (speed.conv2d_relu's two ways), per layer shape
 and precision, for the generated image's size.
 
     python benchmarks/conv_gradients.py                  # 533x400, float32 and bfloat16
@@ -7,7 +7,7 @@ and precision, for the generated image's size.
     ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/conv_gradients.py --precisions float32
 
 It prints a Markdown table: GFLOP/s of each (median over alternating repeats), which of
-the two gradients style_transfer.forward_conv_gradient picks on this machine, and the
+the two gradients speed.forward_conv_gradient picks on this machine, and the
 relative difference of the two gradients. The table in benchmarks/RESULTS.md that the
 rule follows came from here. The two environment variables above make this CPU take
 another CPU's code path: TensorFlow's Eigen kernels, which it uses on CPUs without
@@ -27,14 +27,15 @@ sys.path.insert(0, HERE)
 
 import benchmark  # noqa: E402
 import style_transfer as st  # noqa: E402
+from nst import runtime, speed, vgg_weights  # noqa: E402
 
-tf, _ = st.load_tensorflow()
+tf, _ = runtime.load_tensorflow()
 
 
 def layer_shapes(width, height):
     """[(name, height, width, in channels, out channels)], one per distinct shape."""
     shapes, seen = [], set()
-    for name, cin, cout in st.VGG19_CONV_LAYERS[:len(st.layers_up_to(
+    for name, cin, cout in vgg_weights.VGG19_CONV_LAYERS[:len(st.layers_up_to(
             st.LossSettings().layers))]:
         scale = 2 ** (int(name[5]) - 1)
         shape = (height // scale, width // scale, cin, cout)
@@ -52,12 +53,12 @@ def measure(shape, dtype, repeats):
     x = tf.constant(rng.normal(size=(1, height, width, cin)), dtype)
     kernel = tf.constant(rng.normal(0, np.sqrt(2 / (9 * cin)), (3, 3, cin, cout)), dtype)
     upstream = tf.constant(rng.normal(size=(1, height, width, cout)), dtype)
-    rotated_kernel = tf.constant(st.rotated(kernel), dtype)  # made once, as in the script
+    rotated_kernel = tf.constant(speed.rotated(kernel), dtype)  # made once, as in the script
     y = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME"))
 
     def input_gradient(rotated):
         # the backward pass alone, the ReLU's gradient with it, as in an evaluation
-        return tf.function(lambda: st.conv2d_relu_input_gradient(upstream, y, kernel,
+        return tf.function(lambda: speed.conv2d_relu_input_gradient(upstream, y, kernel,
                                                                  rotated, x.shape))
 
     runs = {"forward": tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "SAME")),
@@ -95,7 +96,7 @@ def main(argv=None):
             seconds, difference = measure(shape, dtype, args.repeats)
             gflop = 2 * 9 * cin * cout * height * width / 1e9
             rate = {k: gflop / s for k, s in seconds.items()}
-            picked = "forward conv" if st.forward_conv_gradient(cin) else "TensorFlow's"
+            picked = "forward conv" if speed.forward_conv_gradient(cin) else "TensorFlow's"
             print(f"| {name} | {height}x{width}, {cin} -> {cout} | {dtype.name} | "
                   f"{rate['forward']:.0f} | {rate['tensorflow']:.0f} | "
                   f"{rate['as forward']:.0f} | "

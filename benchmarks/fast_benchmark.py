@@ -4,7 +4,7 @@
     # (b)'s L-BFGS curves are kept in FAST_lbfgs.json: a rerun takes minutes
     python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
     python benchmarks/fast_benchmark.py --curves-only   # (b)'s L-BFGS runs alone, cached
-    python benchmarks/fast_benchmark.py --quality-only --model M.keras  # (b) for M, printed
+    python benchmarks/fast_benchmark.py --models A.keras B.keras  # (b) for each, printed
 
 (a) Seconds per image for stylising 533x400 and 1066x800 with the transform net, against
     one evaluation of style_transfer.py at the same size, and against the default run
@@ -29,30 +29,35 @@ import tempfile
 import time
 
 import numpy as np
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-import fast_style_transfer as fst  # noqa: E402
 import style_transfer as st  # noqa: E402
+from nst import inputs, runtime, speed, transform_net, vgg_weights  # noqa: E402
 
-tf, _ = st.load_tensorflow()
+tf, _ = runtime.load_tensorflow()
 
 SHARED = os.path.join(ROOT, "..", "shared", "images")
-HELD_OUT = os.path.expanduser("~/photos/held_out")  # models/gather_photos.py's held-out set
+PHOTOS = os.path.join(ROOT, "..", "photos")  # where models/gather_photos.py puts them
+# Five photos no model was trained on: a face, a city, architecture, animals, a clock's
+# numerals (models/gather_photos.py's held-out set, from packages no training photo
+# comes from; Tübingen for local checks only).
+QUALITY_PHOTOS = [os.path.join(ROOT, "images", "grace_hopper.jpg"),
+                  os.path.join(SHARED, "tubingen.jpg")] + [
+    os.path.join(PHOTOS, "held_out", name) for name in (
+        "sklearn_china.jpg", "debian_lomiri1604_friends_by_Aitzol_Berasategi.jpg",
+        "debian_lomiri1604_greentock_by_Peter_Nerlich.jpg")]
 SIZES = [(533, 400), (1066, 800)]
-EVALS = [20, 50, 100, 200, 400]
-NOISE_EVALS = [20, 50, 100]  # from noise, as Gatys et al. start
+EVALS = [20, 50, 100]  # from the photo, the script's start
+NOISE_EVALS = [20, 50, 100, 200]  # from noise, as Gatys et al. start
 
 
 def default_photos():
-    """Photos the bundled model never saw: the held-out set and two more."""
-    photos = [os.path.join(ROOT, "images", "grace_hopper.jpg")]
-    photos += [os.path.join(SHARED, "tubingen.jpg")] if os.path.isdir(SHARED) else []
-    if os.path.isdir(HELD_OUT):
-        photos += fst.find_photos(HELD_OUT)
-    return photos
+    """The QUALITY_PHOTOS that are there."""
+    return [p for p in QUALITY_PHOTOS if os.path.exists(p)]
 
 
 def machine():
@@ -70,7 +75,7 @@ def machine():
         pass
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return {"cpu": model, "cores": os.cpu_count(), "flags": shown,
-            "tensorflow": tf.__version__, "gpus": len(st.GPUS)}
+            "tensorflow": tf.__version__, "gpus": len(runtime.GPUS)}
 
 
 def median_seconds(function, repeats):
@@ -83,23 +88,23 @@ def median_seconds(function, repeats):
     return float(np.median(times))
 
 
-def loss_function(vgg_weights, settings, photo, style, size, precision):
+def loss_function(vgg, settings, photo, style, size, precision):
     """vector_loss_and_grads at size for the photo as target, as style_transfer.py's."""
-    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
+    extractor = st.build_feature_extractor(vgg, settings.layers, "max", precision)
     return st.build_vector_loss_and_grads(extractor, settings, photo, [style], [1.0], size)
 
 
-def timing(net, vgg_weights, photo, style, precision, repeats):
+def timing(net, vgg, photo, style, precision, repeats):
     """(a) without the whole commands: seconds per stylised image and per evaluation."""
     rows = []
     for size in SIZES:
-        pixels = np.asarray(photo.resize(size, st.Image.BICUBIC))
-        evaluate = loss_function(vgg_weights, st.LossSettings(), photo, style, size,
+        pixels = np.asarray(photo.resize(size, Image.BICUBIC))
+        evaluate = loss_function(vgg, st.LossSettings(), photo, style, size,
                                  precision)
         x = st.preprocess_image(photo, size).astype(np.float64).ravel()
         rows.append({"size": list(size),
                      "stylise_seconds": median_seconds(
-                         lambda p=pixels: fst.stylise_pixels(net, p), repeats),
+                         lambda p=pixels: transform_net.stylise_pixels(net, p), repeats),
                      "evaluation_seconds": median_seconds(lambda e=evaluate, x=x: e(x),
                                                           repeats)})
         print(f"(a) {size[0]}x{size[1]}: stylise {rows[-1]['stylise_seconds']:.3f} s, one "
@@ -118,7 +123,7 @@ def whole_commands(model, photo, style_path):
     the photo at 533x400 (the default run's height, the size stylise_seconds is timed at)."""
     with tempfile.TemporaryDirectory() as out:
         photo_path = os.path.join(out, "photo.png")
-        photo.resize(SIZES[0], st.Image.BICUBIC).save(photo_path)
+        photo.resize(SIZES[0], Image.BICUBIC).save(photo_path)
         default = timed_command(["style_transfer.py", photo_path, style_path,
                                  "--output-dir", out])
         fast = timed_command(["fast_style_transfer.py", "stylize", model, photo_path,
@@ -151,11 +156,11 @@ def matched_after(points, net_loss):
     return None
 
 
-def lbfgs_curve(vgg_weights, settings, photo, style, size, precision, max_evals, judge,
+def lbfgs_curve(vgg, settings, photo, style, size, precision, max_evals, judge,
                 init):
     """style_transfer.py's run from init ('content': the photo, or 'noise'): [(evaluations,
     float32 loss)], an iterate every 10 evaluations."""
-    extractor = st.build_feature_extractor(vgg_weights, settings.layers, "max", precision)
+    extractor = st.build_feature_extractor(vgg, settings.layers, "max", precision)
     recorder = Recorder(judge)
     step = 10
     st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
@@ -186,25 +191,26 @@ class CurveCache:
         return [tuple(p) for p in self.curves[key]]
 
 
-def quality(net, vgg_weights, settings, photo_path, style, precision, evals, cache,
+def quality(net, vgg, settings, photo_path, style, precision, evals, cache,
             init="content"):
     """(b) for one photo: the net's loss and L-BFGS's after each of evals evaluations,
     L-BFGS starting from init."""
-    photo = st.load_image(photo_path, "photo")
+    photo = inputs.load_image(photo_path, "photo")
     size = st.image_size(*photo.size, 400)
-    judge = loss_function(vgg_weights, settings, photo, style, size, "float32")
+    judge = loss_function(vgg, settings, photo, style, size, "float32")
     key = {"photo": os.path.basename(photo_path), "size": list(size),
+           "style": os.path.basename(style.info["path"]),
            "settings": repr(settings), "precision": precision, "evals": max(evals)}
     if init != "content":  # the keys of the curves from the photo stay as they were
         key["init"] = init
-    points = cache.get(key, lambda: lbfgs_curve(vgg_weights, settings, photo, style, size,
+    points = cache.get(key, lambda: lbfgs_curve(vgg, settings, photo, style, size,
                                                 precision, max(evals), judge, init))
     lbfgs = {n: float(np.interp(n, *zip(*points, strict=True))) for n in evals}
     result = {"photo": key["photo"], "size": list(size), "init": init, "lbfgs_loss": lbfgs,
               "start_loss": points[0][1] if points[0][0] == 0 else None}
     if net is not None:
-        stylised = fst.stylise_pixels(net, np.asarray(photo.resize(size, st.Image.BICUBIC)))
-        result["net_loss"] = judge(st.preprocess_image(st.Image.fromarray(stylised), size)
+        stylised = transform_net.stylise_pixels(net, np.asarray(photo.resize(size, Image.BICUBIC)))
+        result["net_loss"] = judge(st.preprocess_image(Image.fromarray(stylised), size)
                                    .astype(np.float64).ravel())[0]
         result["matched_after"] = matched_after(points, result["net_loss"])
     print(f"(b) {result['photo']} from {init}: net {result.get('net_loss', float('nan')):.3g};"
@@ -298,29 +304,79 @@ def quality_table(rows, evals, title):
                          f"**{said} evaluations**.")]
 
 
+def load_style(path):
+    style = inputs.load_image(path, "style")
+    style.info["path"] = path  # the curves' cache key names the style
+    return style
+
+
+def median_matched(rows, evals):
+    """The median photo's N, counting 'never within evals' as one more than the most."""
+    return float(np.median([max(evals) + 1 if r["matched_after"] is None else
+                            r["matched_after"] for r in rows]))
+
+
+def compare(args):
+    """(b) for each of args.models, from the photo and from noise, each judged under its
+    own loss with its own style image (read from its record): one line per model, and
+    the rows appended to --variants (a JSON list) for FAST.md's table of variants."""
+    precision = speed.resolve_precision(args.precision)
+    weights_path, _ = vgg_weights.resolve_weights("imagenet")
+    cache, summaries = CurveCache(args.cache), []
+    for model in args.models:
+        with open(os.path.splitext(model)[0] + ".json") as f:
+            trained = json.load(f)
+        s = trained["settings"]
+        settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
+                                   s["content_weight"], s["style_weight"], s["tv_weight"])
+        vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
+        style = load_style(os.path.join(ROOT, trained["style"]))
+        net = transform_net.load_transform_net(model, precision)
+        rows = {init: [quality(net, vgg, settings, p, style, precision, evals, cache, init)
+                       for p in args.photos]
+                for init, evals in (("content", args.evals), ("noise", args.noise_evals))}
+        summary = {"model": os.path.relpath(model, ROOT), "step": trained["step"],
+                   "training_seconds": trained.get("training_seconds"),
+                   "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
+                                                      "small_steps", "color_jitter",
+                                                      "init_model", "batch_size")},
+                   "from_photo": median_matched(rows["content"], args.evals),
+                   "from_noise": median_matched(rows["noise"], args.noise_evals),
+                   "rows": rows, "evals": args.evals, "noise_evals": args.noise_evals,
+                   "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+        summaries.append(summary)
+        print(f"{summary['model']} step {summary['step']}: matches L-BFGS from the photo "
+              f"after {summary['from_photo']:.0f}, from noise after "
+              f"{summary['from_noise']:.0f} evaluations (medians)", flush=True)
+        if args.variants:
+            done = []
+            if os.path.exists(args.variants):
+                with open(args.variants) as f:
+                    done = json.load(f)
+            with open(args.variants + ".tmp", "w") as f:
+                json.dump([*done, summary], f, indent=1)
+            os.replace(args.variants + ".tmp", args.variants)
+    return summaries
+
+
 def measure(args):
-    precision = st.resolve_precision(args.precision)
+    precision = speed.resolve_precision(args.precision)
     with open(os.path.splitext(args.model)[0] + ".json") as f:
         trained = json.load(f)
     s = trained["settings"]
     settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
                                s["content_weight"], s["style_weight"], s["tv_weight"])
-    weights_path, _ = st.resolve_weights("imagenet")
-    vgg_weights = st.read_vgg19_h5(weights_path, st.layers_up_to(
+    weights_path, _ = vgg_weights.resolve_weights("imagenet")
+    vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(
         st.LossSettings().layers + settings.layers))
-    style = st.load_image(args.style, "style")
+    style = load_style(args.style)
     cache = CurveCache(args.cache)
     if args.curves_only:
         for init, evals in [("content", args.evals), ("noise", args.noise_evals)]:
             for p in args.photos if init == "content" else args.photos[:args.noise_photos]:
-                quality(None, vgg_weights, settings, p, style, precision, evals, cache, init)
+                quality(None, vgg, settings, p, style, precision, evals, cache, init)
         return None
-    net = fst.load_transform_net(args.model, precision)
-    if args.quality_only:
-        rows = [quality(net, vgg_weights, settings, p, style, precision, args.evals, cache)
-                for p in args.photos]
-        print("\n".join(quality_table(rows, args.evals, args.model)))
-        return None
+    net = transform_net.load_transform_net(args.model, precision)
     results = {"machine": machine(), "precision": precision, "model": args.model,
                "training_steps": trained["step"], "date": time.strftime("%Y-%m-%d"),
                "evals": args.evals, "loss_settings": (
@@ -330,15 +386,15 @@ def measure(args):
                       f"{s['loss_height']} px high" if s.get("loss_height") else ""))}
     if args.photos_folder:
         results["training"] = training_speed(args.style, args.photos_folder)
-    photo = st.load_image(args.photos[0], "photo")
-    results["timing"] = timing(net, vgg_weights, photo, style, precision, args.repeats)
+    photo = inputs.load_image(args.photos[0], "photo")
+    results["timing"] = timing(net, vgg, photo, style, precision, args.repeats)
     if args.default_run:
         results["whole"] = whole_commands(args.model, photo, args.style)
-    results["quality"] = [quality(net, vgg_weights, settings, p, style, precision, args.evals,
+    results["quality"] = [quality(net, vgg, settings, p, style, precision, args.evals,
                                   cache) for p in args.photos]
     results["noise_evals"] = args.noise_evals
     results["quality_from_noise"] = [
-        quality(net, vgg_weights, settings, p, style, precision, args.noise_evals, cache,
+        quality(net, vgg, settings, p, style, precision, args.noise_evals, cache,
                 "noise") for p in args.photos[:args.noise_photos]] if args.noise_evals else []
     return results
 
@@ -349,7 +405,7 @@ def main(argv=None):
     p.add_argument("--style", default=os.path.join(ROOT, "images", "swirls.png"))
     p.add_argument("--photos", nargs="+", default=default_photos(),
                    help="photos the model never saw; the first also times (a)")
-    p.add_argument("--photos-folder", default=os.path.expanduser("~/photos/train"),
+    p.add_argument("--photos-folder", default=os.path.join(PHOTOS, "train"),
                    help="training photos for (c); '' to skip (c)")
     p.add_argument("--evals", type=lambda t: [int(v) for v in t.split(",")], default=EVALS)
     p.add_argument("--noise-evals", type=lambda t: [int(v) for v in t.split(",") if v],
@@ -366,10 +422,16 @@ def main(argv=None):
     p.add_argument("--curves-only", action="store_true",
                    help="only run L-BFGS for (b) into --cache (the model's record gives "
                         "the loss): the long part, which a training run may share")
-    p.add_argument("--quality-only", action="store_true",
-                   help="only (b) from the photo, printed: to compare models or checkpoints "
-                        "(with cached curves it takes seconds a photo)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="only (b), from the photo and from noise, for each of these models "
+                        "under its own loss and style (from its record): to compare models "
+                        "or checkpoints (with cached curves it takes seconds a photo)")
+    p.add_argument("--variants", default=os.path.join(HERE, "FAST_variants.json"),
+                   help="with --models: the JSON list the results are appended to")
     args = p.parse_args(argv)
+    if args.models:
+        compare(args)
+        return
     results = measure(args)
     if results is None:
         return

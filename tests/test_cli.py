@@ -9,6 +9,7 @@ from PIL import Image
 
 import style_transfer as st
 from conftest import make_target
+from nst import inputs, memory, outputs, vgg_weights
 
 
 def run_main(argv):
@@ -171,7 +172,7 @@ def saved_image(path, size):
 def test_bad_input_gives_one_line_and_exit_2(argv, expected, images, weights_file, tmp_path,
                                              capsys, monkeypatch):
     target, style, out = images
-    monkeypatch.setattr(st, "available_memory_mb", lambda: 20000.0)
+    monkeypatch.setattr(memory, "available_memory_mb", lambda: 20000.0)
     args = argv(tmp_path, target, style, weights_file, out)
     if "--weights" not in args:
         args += ["--weights", weights_file]
@@ -196,7 +197,7 @@ def test_unreadable_file(images, tmp_path, capsys, monkeypatch):
             if path == style:
                 raise PermissionError(errno.EACCES, "Permission denied", path)
             return open(path, *args, **kwargs)
-        monkeypatch.setattr(st, "open", denied, raising=False)
+        monkeypatch.setattr(inputs, "open", denied, raising=False)
     assert run_main([target, style, "--output-dir", out]) == 2
     assert capsys.readouterr().err == f"error: cannot read style image '{style}': " \
                                       "permission denied\n"
@@ -211,14 +212,14 @@ def test_decompression_bomb(images, tmp_path, capsys, monkeypatch):
 
 def test_not_enough_memory_suggests_a_height(images, weights_file, capsys, monkeypatch):
     target, style, out = images
-    monkeypatch.setattr(st, "available_memory_mb", lambda: 2000.0)
+    monkeypatch.setattr(memory, "available_memory_mb", lambda: 2000.0)
     assert run_main([target, style, "--weights", weights_file, "--output-dir", out,
                      "--height", "1200"]) == 2
     err = capsys.readouterr().err
     assert "a 1600x1200 image needs about" in err and "GB is available; try --height" in err
     suggested = int(err.split("--height ")[1])
     width, height = st.image_size(64, 48, suggested)
-    assert st.estimated_peak_mb(width, height) <= 2000 < st.estimated_peak_mb(
+    assert memory.estimated_peak_mb(width, height) <= 2000 < memory.estimated_peak_mb(
         *st.image_size(64, 48, suggested + 8))
 
 
@@ -238,7 +239,7 @@ def test_full_disk_found_before_optimising(images, weights_file, capsys, monkeyp
 
 def test_almost_full_disk_found_before_optimising(images, weights_file, capsys, monkeypatch):
     target, style, out = images
-    monkeypatch.setattr(st.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(
         10 ** 9, 10 ** 9 - 10 ** 6, 10 ** 6))
     assert run_main([target, style, "--weights", weights_file, "--output-dir", out]) == 2
     assert "has only 1 MB free" in capsys.readouterr().err
@@ -251,7 +252,8 @@ def test_summary_prints_the_extractors_structure_and_exits(images, capsys):
                      "--output-dir", out, "--summary"]) == 0
     text = capsys.readouterr().out
     deepest = st.layers_up_to(st.LossSettings().layers)
-    params = sum(9 * cin * cout + cout for _, cin, cout in st.VGG19_CONV_LAYERS[:len(deepest)])
+    params = sum(9 * cin * cout + cout
+                 for _, cin, cout in vgg_weights.VGG19_CONV_LAYERS[:len(deepest)])
     for name in deepest:
         assert name in text
     assert "block5_conv3" not in text and "(None, 3, 4, 512)" in text  # 64x48 over 16

@@ -7,6 +7,7 @@ from PIL import Image
 import fast_style_transfer as fst
 import style_transfer as st
 from conftest import make_style, make_target
+from nst import inputs, memory, runtime, transform_net
 
 
 def run_main(argv):
@@ -41,7 +42,7 @@ def files(tmp_path, weights_file):
     make_target().save(photos / "a.png")
     make_target().save(photos / "b.png")
     model = tmp_path / "net.keras"
-    fst.save_model(fst.build_transform_net((4, 4, 4), 0), str(model))
+    transform_net.save_model(transform_net.build_transform_net((4, 4, 4), 0), str(model))
     return {"style": str(style), "photos": str(photos), "model": str(model),
             "weights": weights_file, "tmp": tmp_path}
 
@@ -54,7 +55,7 @@ def train(files, *extra, photos=None):
 
 def not_ours(files):
     path = files["tmp"] / "other.keras"
-    model = st.keras.Sequential([st.keras.Input((4,)), st.keras.layers.Dense(2)])
+    model = runtime.keras.Sequential([runtime.keras.Input((4,)), runtime.keras.layers.Dense(2)])
     model.save(path)
     return str(path)
 
@@ -158,7 +159,7 @@ def test_an_input_too_large_for_memory_is_refused_with_a_height_that_fits(
     big = files["tmp"] / "big.png"
     make_target((1000, 800)).save(big)  # 0.8 megapixels: about 1.4 GB by the estimate
     out = files["tmp"] / "out"
-    monkeypatch.setattr(st, "available_memory_mb", lambda: 1200.0)
+    monkeypatch.setattr(memory, "available_memory_mb", lambda: 1200.0)
     assert run_main(["stylize", files["model"], str(big), "--output-dir", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: input") and "at 1000x800 needs about 1.4 GB" in error
@@ -166,23 +167,23 @@ def test_an_input_too_large_for_memory_is_refused_with_a_height_that_fits(
     # the height it suggests fits, and runs
     assert run_main(["stylize", files["model"], str(big), "--output-dir", str(out),
                      "--height", "565"]) == 0
-    with Image.open(out / "big_net.png") as result:
+    with Image.open(out / "big_net_fast.png") as result:
         assert result.size == (706, 565)
 
 
 def test_a_folder_is_read_one_image_at_a_time(files, monkeypatch):
     """Each input is decoded to be checked, then again for its turn: never all at once."""
     loaded, alive = [], []
-    load_image = st.load_image
+    load_image = inputs.load_image
 
     def counting(path, role):
         image = load_image(path, role)
         loaded.append(path)
         return image
 
-    monkeypatch.setattr(st, "load_image", counting)
-    real = fst.stylise_pixels
-    monkeypatch.setattr(fst, "stylise_pixels",
+    monkeypatch.setattr(fst, "load_image", counting)
+    real = transform_net.stylise_pixels
+    monkeypatch.setattr(transform_net, "stylise_pixels",
                         lambda net, pixels: alive.append(len(loaded)) or real(net, pixels))
     out = files["tmp"] / "out"
     assert run_main(["stylize", files["model"], files["photos"], "--output-dir",

@@ -9,6 +9,7 @@ import pytest
 
 import fast_style_transfer as fst
 from conftest import ROOT, make_style, make_target
+from nst import inputs, training, transform_net
 
 
 def digest(path):
@@ -19,7 +20,7 @@ def digest(path):
 @pytest.fixture
 def model(tmp_path):
     path = str(tmp_path / "net.keras")
-    fst.save_model(fst.build_transform_net((4, 4, 4), 0), path)
+    transform_net.save_model(transform_net.build_transform_net((4, 4, 4), 0), path)
     return path
 
 
@@ -57,8 +58,8 @@ def test_a_named_pipe_is_refused_or_skipped_never_read(model, tmp_path, capsys):
     photos.mkdir()
     make_target().save(photos / "a.png")
     os.mkfifo(photos / "pipe.jpg")
-    assert [os.path.basename(p) for p in fst.readable_photos(
-        fst.find_photos(str(photos)), 32)] == ["a.png"]
+    assert [os.path.basename(p) for p in training.readable_photos(
+        inputs.find_photos(str(photos)), 32)] == ["a.png"]
     assert "pipe.jpg' is a named pipe" in capsys.readouterr().err
     os.mkfifo(tmp_path / "pipe.keras")
     assert fst.main(["stylize", str(tmp_path / "pipe.keras"), str(photos / "a.png")]) == 2
@@ -76,5 +77,5 @@ def test_stylize_runs_started_together_each_get_their_own_file(model, tmp_path):
     for run in runs:
         _, err = run.communicate(timeout=180)
         assert run.returncode == 0, err
-    assert sorted(os.listdir(out)) == ["photo_net.png", "photo_net_1.png"]
+    assert sorted(os.listdir(out)) == ["photo_net_fast.png", "photo_net_fast_1.png"]
     assert all(os.path.getsize(out / name) > 0 for name in os.listdir(out))

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 import fast_style_transfer as fst
+import style_transfer as st
 from conftest import ROOT, make_style, make_target
+from nst import inputs, runtime, training, transform_net, vgg_weights
 
 
 def make_photos(folder, count=4):
@@ -48,7 +50,7 @@ def record_of(model):
 
 
 def weights_of(model):
-    return fst.load_transform_net(model).get_weights()
+    return transform_net.load_transform_net(model).get_weights()
 
 
 def test_a_few_steps_lower_the_loss(setup):
@@ -152,8 +154,9 @@ TWO_DEVICES = textwrap.dedent("""
     import keras
     import numpy as np
     import style_transfer as st, fast_style_transfer as fst
+    from nst import training, transform_net, vgg_weights
     from conftest import make_style, make_target
-    weights = st.read_vgg19_h5({weights!r}, st.layers_up_to(
+    weights = vgg_weights.read_vgg19_h5({weights!r}, st.layers_up_to(
         [fst.CONTENT_LAYER] + fst.STYLE_LAYERS))
     photos = np.stack([np.asarray(make_target((32, 32)), np.float32),
                        np.asarray(make_target((40, 32)).resize((32, 32)), np.float32)[::-1],
@@ -169,7 +172,7 @@ TWO_DEVICES = textwrap.dedent("""
         # SGD: its update is the gradient itself (with lr 1, large enough that float32
         # resolves it), while Adam's first step is +-lr for every weight, turning a
         # gradient's rounding noise around 0 into a sign flip
-        trainer = fst.Trainer(strategy, loss, (4, 4, 8), 1, 1.0, "float32", 0, 4,
+        trainer = training.Trainer(strategy, loss, (4, 4, 8), 1, 1.0, "float32", 0, 4,
                               optimizer=keras.optimizers.SGD)
         batch = next(iter(trainer.distribute(
             tf.data.Dataset.from_tensor_slices(photos).batch(4))))
@@ -190,7 +193,7 @@ def test_one_step_on_two_devices_equals_one_device(weights_file):
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["one"]["replicas"] == 1 and results["two"]["replicas"] == 2
     np.testing.assert_allclose(results["two"]["values"], results["one"]["values"], rtol=1e-5)
-    fresh = fst.build_transform_net((4, 4, 8), 1, "float32", 0).get_weights()
+    fresh = transform_net.build_transform_net((4, 4, 8), 1, "float32", 0).get_weights()
     # the step each took: -lr * the gradient summed over replicas
     steps_one = [np.subtract(one, start.ravel()) for one, start in
                  zip(results["one"]["weights"], fresh, strict=True)]
@@ -207,8 +210,8 @@ def test_one_step_on_two_devices_equals_one_device(weights_file):
 
 
 def test_crops_depend_only_on_the_seed_and_index(tmp_path):
-    photos = fst.find_photos(make_photos(str(tmp_path / "p")))
-    a, b = fst.PhotoCrops(photos, 32, 7), fst.PhotoCrops(photos, 32, 7)
+    photos = inputs.find_photos(make_photos(str(tmp_path / "p")))
+    a, b = training.PhotoCrops(photos, 32, 7), training.PhotoCrops(photos, 32, 7)
     np.testing.assert_array_equal(a(5), b(5))
     assert a(5).shape == (32, 32, 3) and a(5).dtype == np.float32
     assert not np.array_equal(a(5), a(6))
@@ -221,7 +224,7 @@ def test_an_unreadable_photo_is_skipped_with_a_note(tmp_path, capsys):
     Image.new("RGB", (5, 5)).save(os.path.join(folder, "tiny.png"))
     os.makedirs(os.path.join(folder, "sub"))
     make_target().save(os.path.join(folder, "sub", "deeper.png"))
-    found = fst.readable_photos(fst.find_photos(folder), 32)
+    found = training.readable_photos(inputs.find_photos(folder), 32)
     assert [os.path.basename(p) for p in found] == ["photo0.png", "photo1.png", "deeper.png"]
     err = capsys.readouterr().err
     assert err.count("note: skipped") == 2
@@ -229,9 +232,9 @@ def test_an_unreadable_photo_is_skipped_with_a_note(tmp_path, capsys):
 
 
 def test_the_loss_is_the_chapters_averaged_over_the_batch_at_the_loss_height(weights_file):
-    st, tf = fst.st, fst.tf
+    tf = runtime.tf
     settings = st.LossSettings(fst.CONTENT_LAYER, tuple(fst.STYLE_LAYERS), 0.5, 2.0, 1e-3)
-    weights = st.read_vgg19_h5(weights_file, st.layers_up_to(settings.layers))
+    weights = vgg_weights.read_vgg19_h5(weights_file, st.layers_up_to(settings.layers))
     photos = np.stack([np.asarray(make_target((32, 32)), np.float32),
                        np.asarray(make_style((32, 32), seed=5), np.float32)])
     generated = np.stack([np.asarray(make_style((32, 32), seed=6), np.float32),

@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-import style_transfer as st
+from nst import inputs
 
 
 def saved(tmp_path, image, name, **options):
@@ -12,7 +12,7 @@ def saved(tmp_path, image, name, **options):
 
 
 def load(path, capsys):
-    image = st.load_image(path, "style")
+    image = inputs.load_image(path, "style")
     assert image.mode == "RGB"
     return np.asarray(image).astype(int), capsys.readouterr().err
 

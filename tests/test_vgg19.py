@@ -6,6 +6,7 @@ import tensorflow as tf
 import chapter
 import style_transfer as st
 from conftest import make_style, make_target, seeded_vgg19_weights
+from nst import runtime, speed
 
 SIZE = (40, 32)  # (width, height) of the generated image in these tests
 ALWAYS = {"forward convolution": lambda in_channels: in_channels > 3,
@@ -35,7 +36,7 @@ def test_the_input_gradient_as_a_forward_convolution_equals_tensorflows(shape):
             if forward_gradient is None:  # autodiff's own
                 y = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
             else:
-                y = st.conv2d_relu(x, kernel, bias, tf.constant(st.rotated(kernel))
+                y = speed.conv2d_relu(x, kernel, bias, tf.constant(speed.rotated(kernel))
                                    if forward_gradient else None)
         results.append((y.numpy(), tape.gradient(y, x, output_gradients=upstream).numpy()))
     (y, gradient), reference = results[0], results[2]
@@ -49,7 +50,7 @@ def test_the_input_gradient_as_a_forward_convolution_equals_tensorflows(shape):
 @pytest.mark.parametrize("rule", ALWAYS.values(), ids=ALWAYS.keys())
 def test_loss_and_gradient_equal_autodiffs_through_keras_vgg19(monkeypatch, rule):
     # The reference: Keras' own VGG19 (as the chapter builds it), gradients by autodiff.
-    monkeypatch.setattr(st, "forward_conv_gradient", rule)
+    monkeypatch.setattr(speed, "forward_conv_gradient", rule)
     weights, settings = seeded_vgg19_weights(), st.LossSettings()
     target = tf.constant(st.preprocess_image(make_target(), SIZE))
     vgg19 = chapter.chapter_model(weights, SIZE[1], SIZE[0])
@@ -73,7 +74,7 @@ def test_loss_and_gradient_equal_autodiffs_through_keras_vgg19(monkeypatch, rule
 
 @pytest.mark.parametrize("rule", ALWAYS.values(), ids=ALWAYS.keys())
 def test_gradient_reaches_the_input_and_never_the_weights(monkeypatch, rule):
-    monkeypatch.setattr(st, "forward_conv_gradient", rule)
+    monkeypatch.setattr(speed, "forward_conv_gradient", rule)
     extractor = st.build_feature_extractor(seeded_vgg19_weights(), ["block2_conv1"])
     image = tf.constant(st.preprocess_image(make_target(), SIZE))
     with tf.GradientTape(persistent=True) as tape:  # watches every variable it reads
@@ -85,23 +86,23 @@ def test_gradient_reaches_the_input_and_never_the_weights(monkeypatch, rule):
 
 
 def test_the_forward_convolution_gradient_only_where_it_was_measured_faster(monkeypatch):
-    monkeypatch.setattr(st, "GPUS", [])
-    monkeypatch.setattr(st, "onednn_enabled", lambda: False)  # TensorFlow's Eigen kernels
-    assert [st.forward_conv_gradient(cin) for cin in (3, 64, 512)] == [False, True, True]
-    monkeypatch.setattr(st, "onednn_enabled", lambda: True)
-    assert not any(st.forward_conv_gradient(cin) for cin in (3, 64, 512))
-    monkeypatch.setattr(st, "onednn_enabled", lambda: False)
-    monkeypatch.setattr(st, "GPUS", ["a GPU"])  # not measured: TensorFlow's gradient
-    assert not any(st.forward_conv_gradient(cin) for cin in (3, 64, 512))
+    monkeypatch.setattr(runtime, "GPUS", [])
+    monkeypatch.setattr(speed, "onednn_enabled", lambda: False)  # TensorFlow's Eigen kernels
+    assert [speed.forward_conv_gradient(cin) for cin in (3, 64, 512)] == [False, True, True]
+    monkeypatch.setattr(speed, "onednn_enabled", lambda: True)
+    assert not any(speed.forward_conv_gradient(cin) for cin in (3, 64, 512))
+    monkeypatch.setattr(speed, "onednn_enabled", lambda: False)
+    monkeypatch.setattr(runtime, "GPUS", ["a GPU"])  # not measured: TensorFlow's gradient
+    assert not any(speed.forward_conv_gradient(cin) for cin in (3, 64, 512))
 
 
 def test_the_extractor_takes_its_rule_per_layer(monkeypatch):
     asked = []
-    monkeypatch.setattr(st, "forward_conv_gradient",
+    monkeypatch.setattr(speed, "forward_conv_gradient",
                         lambda in_channels: asked.append(in_channels) or in_channels > 3)
     extractor = st.build_feature_extractor(seeded_vgg19_weights(), ["block2_conv1"])
     assert asked == [3, 64, 64]
-    convs = [layer for layer in extractor.layers if isinstance(layer, st.VGGConv2D)]
+    convs = [layer for layer in extractor.layers if isinstance(layer, speed.vgg_conv2d_class())]
     assert [layer.forward_gradient for layer in convs] == [False, True, True]
     for layer in convs[1:]:  # rotated once, from the weights the layer was given
-        np.testing.assert_array_equal(layer.rotated_kernel, st.rotated(layer.kernel))
+        np.testing.assert_array_equal(layer.rotated_kernel, speed.rotated(layer.kernel))
