@@ -17,6 +17,7 @@ below are the defaults of the command-line flags.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import time
 from nst import runtime  # first: it quietens TensorFlow before anything imports it
 
 if __name__ == "__main__":  # a signal while the libraries load: nothing to save, exit
-    runtime.exit_on_signals_while_loading()
+    runtime.exit_on_signals_while_loading("while starting; nothing was written")
 
 import numpy as np
 from PIL import Image
@@ -152,6 +153,9 @@ def train(args):
     if not args.resume and not args.overwrite and os.path.exists(args.model):
         raise FatalError(f"model '{args.model}' exists; pass --resume to continue its "
                          "training or --overwrite to train a new one in its place")
+    resumed = training.check_resume(paths) if args.resume else None
+    if args.init_model is not None and not args.resume:
+        transform_net.check_model_file(args.init_model, "--init-model")
     preview = training.preview_pixels(load_image(preview_path, "preview"))
     outputs.check_outputs_are_not_inputs(
         [("model", paths["model"]), ("checkpoint", paths["checkpoint"]),
@@ -186,7 +190,7 @@ def train(args):
     first = 0
     if args.resume:
         first = training.load_checkpoint(paths["checkpoint"], trainer)
-        record = training.resumed_record(paths, first, record)
+        record = training.resumed_record(paths, first, record, resumed)
         print(f"resuming at step {first}")
     run = training.TrainingRun(args, paths, trainer, preview, record)
     batches = trainer.distribute(training.photo_dataset(
@@ -225,8 +229,8 @@ def training_inputs(args, photos, preview_path):
 def find_model(name):
     """The model file a stylize names: a path to a .keras file, or the name of a bundled
     model (models/NAME.keras); FatalError listing the bundled ones for an unknown name."""
-    if os.path.exists(name) or name.endswith(".keras") or os.sep in name:
-        return name
+    if os.path.exists(name) or os.path.splitext(name)[1] or os.sep in name:
+        return name  # a path: checked as a model file when its turn comes
     path = os.path.join(MODELS_DIR, name + ".keras")
     if os.path.exists(path):
         return path
@@ -297,8 +301,9 @@ def stylize(args):
     sizes = [input_image(path, args.height).size for path in photos]
     memory.check_stylize_memory(photos, sizes, memory.available_memory_mb(),
                                 transform_net.MIN_PHOTO_SIDE)
+    transform_net.check_model_file(model)
     outputs.check_output(args.output or os.path.join(args.output_dir, "x.png"))
-    claims = []
+    claims, written = [], 0
     try:
         for photo in photos:
             claims.append(result_path(args, photo, model))
@@ -309,22 +314,36 @@ def stylize(args):
         net = transform_net.load_transform_net(model, speed.resolve_precision(args.precision))
         for i, (photo, (out, _)) in enumerate(zip(photos, claims, strict=True), start=1):
             start = time.perf_counter()
-            pixels = np.asarray(input_image(photo, args.height))
-            try:
-                result = transform_net.stylise_pixels(net, pixels)
-            except runtime.out_of_memory_errors() as e:
-                raise FatalError(f"ran out of memory stylising '{photo}' "
-                                 f"({type(e).__name__}); {i - 1} of {len(photos)} written; "
-                                 "try a smaller --height") from None
-            if args.preserve_color:
-                result = st.preserve_color(result, pixels)
-            outputs.save_image(blend(result, pixels, args.strength), out)
+            with runtime.signals_deferred():  # a result is written whole, or not begun
+                stylise_file(net, photo, out, args, f"{i - 1} of {len(photos)} written")
+                written = i
             print(progress_bar(i, len(photos), f"{out} ({time.perf_counter() - start:.2f}s)"),
                   flush=True)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP: what is written is whole
+        status, name = runtime.interrupted_by(e)
+        kept = f"the first {written} kept" if written else "nothing was written"
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"{name}: {written} of {len(photos)} results written; {kept}",
+                  file=sys.stderr)
+        return status
     finally:
         for path, claim in claims:  # the placeholders of results never written
             outputs.release_claim(path, claim)
     return 0
+
+
+def stylise_file(net, photo, out, args, done):
+    """One photo stylised with --height, --preserve-color and --strength, saved to out;
+    done says what was written before it, for the message if memory runs out."""
+    pixels = np.asarray(input_image(photo, args.height))
+    try:
+        result = transform_net.stylise_pixels(net, pixels)
+    except runtime.out_of_memory_errors() as e:
+        raise FatalError(f"ran out of memory stylising '{photo}' ({type(e).__name__}); "
+                         f"{done}; try a smaller --height") from None
+    if args.preserve_color:
+        result = st.preserve_color(result, pixels)
+    outputs.save_image(blend(result, pixels, args.strength), out)
 
 
 def expand_inputs(inputs):
@@ -419,7 +438,8 @@ def build_parser():
     cli.add_flags(s, [
         ("--output-dir", str, OUTPUT_DIR, "folder of the results"),
         ("--output", str, None, "path of the result, for one input"),
-        ("--height", int, None, "resize each photo to this height first; default: its own"),
+        ("--height", int, None,
+         "resize each photo to this height first; default: its own size"),
         ("--strength", float, STRENGTH, ("how much of the style: 1 the net's output, 0 the "
          "photo, between them a blend")),
         ("--preserve-color", cli.TOGGLE, False, "keep the photo's colours"),
@@ -471,11 +491,14 @@ def check_stylize_args(args):
         raise FatalError(f"--strength must be from 0 to 1, got {args.strength}")
 
 
-def main(argv=None):
+def main(argv=None, handle_signals=False):
     """The fast mode from the command line; whatever stops it is one line (a traceback
     only with --debug) and an exit status: 2 for what the user can act on, 128 + the
-    signal's number for a signal, 1 for a bug."""
+    signal's number for a signal, 1 for a bug. handle_signals: Ctrl-C, SIGTERM and SIGHUP
+    stop the command cleanly (as a script; tests calling main leave the handlers be)."""
     args = build_parser().parse_args(argv)
+    if handle_signals:
+        runtime.install_signal_handlers()
 
     def run():
         if args.command == "models":
@@ -486,14 +509,15 @@ def main(argv=None):
         check_stylize_args(args)
         return stylize(args)
 
+    def out_of_memory(error):
+        advice = ("a smaller --batch-size or --size" if args.command == "train" else
+                  "a smaller --height")
+        return f"ran out of memory ({type(error).__name__}); try {advice}"
+
     return cli.exit_status(run, args.debug, out_of_memory,
-                           lambda name: f"{name}; the results written so far are kept")
-
-
-def out_of_memory(error):
-    return f"ran out of memory ({type(error).__name__}); try a smaller --height"
+                           lambda name: f"{name} before any result was written; nothing "
+                           "was changed")
 
 
 if __name__ == "__main__":
-    runtime.install_signal_handlers()
-    sys.exit(main())
+    sys.exit(main(handle_signals=True))

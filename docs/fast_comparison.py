@@ -41,7 +41,7 @@ def main(photos):
         for photo in photos:
             name = os.path.splitext(os.path.basename(photo))[0]
             fast, slow = os.path.join(out, name + "_fast.png"), os.path.join(out, name + ".png")
-            row = {"photo": os.path.relpath(photo, ROOT) if photo.startswith(ROOT) else photo,
+            row = {"photo": os.path.relpath(os.path.abspath(photo), ROOT),  # no machine paths
                    "fast_seconds": timed(["fast_style_transfer.py", "stylize", MODEL, photo,
                                           "--height", str(HEIGHT), "--output", fast]),
                    "optimisation_seconds": timed(["style_transfer.py", photo, STYLE,

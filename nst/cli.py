@@ -75,14 +75,15 @@ def add_loss_flags(group, *, content_weight, style_weight, tv_weight, content_la
         ("--style-weight", float, style_weight, "weight of the style loss"),
         ("--tv-weight", float, tv_weight, "weight of the total variation loss"),
         ("--content-layer", str, content_layer, "VGG19 layer of the content loss"),
-        ("--style-layers", layer_list, style_layers, "comma-separated VGG19 layers"),
+        ("--style-layers", layer_list, style_layers,
+         "comma-separated VGG19 layers of the style loss"),
         ("--weights", str, weights, "'imagenet' or a Keras VGG19 .h5 weights file"),
     ])
 
 
 def check_loss_flags(args):
-    """The loss flags' values: weights finite and >= 0, layers that VGG19 has, a weights
-    file that is a regular file."""
+    """The loss flags' values: weights finite and >= 0, layers that VGG19 has (the weights
+    file is check_weights_flag's)."""
     for flag in ("content_weight", "style_weight", "tv_weight"):
         value = getattr(args, flag)
         if not math.isfinite(value) or value < 0:

@@ -15,7 +15,7 @@ import tempfile
 
 from PIL import Image
 
-from nst.runtime import FatalError, signals_deferred
+from nst.runtime import FatalError, before_exit_at_once, signals_deferred
 
 
 def atomic_write(path, write):
@@ -114,6 +114,17 @@ def numbered(stem, extension):
         n += 1
 
 
+_claims = {}  # path -> claim of the placeholders this process holds
+
+
+def release_all_claims():
+    for path, claim in list(_claims.items()):
+        release_claim(path, claim)
+
+
+before_exit_at_once(release_all_claims)  # a signal while TensorFlow loads leaves none
+
+
 def claim_first_free(candidates, path_of=lambda candidate: candidate):
     """(candidate, claim) for the first of candidates whose path (path_of(candidate)) this
     process creates, empty, with O_EXCL: runs started at the same moment each get their
@@ -126,6 +137,7 @@ def claim_first_free(candidates, path_of=lambda candidate: candidate):
             continue  # an earlier result, or a run that took the name since we looked
         info = os.fstat(fd)
         os.close(fd)
+        _claims[path_of(candidate)] = (info.st_dev, info.st_ino)
         return candidate, (info.st_dev, info.st_ino)
     raise FatalError("no free output name")  # candidates are endless: never reached
 
@@ -134,6 +146,7 @@ def release_claim(path, claim):
     """Remove a claimed placeholder at path if the run ended without replacing it."""
     if path is None or claim is None:
         return
+    _claims.pop(path, None)
     with contextlib.suppress(OSError):
         info = os.lstat(path)
         if (info.st_dev, info.st_ino) == claim and info.st_size == 0:

@@ -57,11 +57,14 @@ class Bookkeeper:
         self.args, self.paths, self.pixels = args, paths, pixels
         self.iterations = args.iterations * len(args.scales)
         self.record = {
-            "status": "running", "target": args.target, "style": args.style,
-            "settings": {k: v for k, v in vars(args).items()
+            "status": "running", "target": portable(args.target),
+            "style": [portable(s) for s in args.style],
+            "settings": {k: portable(v) for k, v in vars(args).items()
                          if k not in ("debug", "show", "summary")},
-            "weights": weights_line, "precision": precision, "libraries": library_versions(),
-            "size": list(size), "outputs": paths, "history": [], "total_seconds": None,
+            "weights": portable(weights_line), "precision": precision,
+            "libraries": library_versions(), "size": list(size),
+            "outputs": {k: portable(v) for k, v in paths.items()}, "history": [],
+            "total_seconds": None,
         }
         self.start = time.time()
 

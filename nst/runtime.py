@@ -35,10 +35,6 @@ def load_tensorflow():
     return _loaded
 
 
-def tensorflow_loaded():
-    return _loaded is not None
-
-
 class _Lazy:
     """Stands for tensorflow (index 0) or keras (1): the first attribute read imports both."""
 
@@ -61,24 +57,51 @@ def quiet_stderr():
     except OSError:
         yield
         return
+    global _stderr
     sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    _stderr = saved
     try:
         yield
     finally:
+        _stderr = 2
         os.dup2(saved, 2)
         os.close(saved)
 
 
+_said_on_exit = None   # what exit_at_once says, if anything (exit_on_signals_while_loading)
+_stderr = 2           # the real stderr, while quiet_stderr has silenced fd 2
+
+
+_before_exit_at_once = []  # cleanups exit_at_once runs (outputs: claimed placeholders)
+
+
+def before_exit_at_once(cleanup):
+    """Have exit_at_once call cleanup() first: os._exit skips every finally."""
+    _before_exit_at_once.append(cleanup)
+
+
 def exit_at_once(signum, frame):
+    for cleanup in _before_exit_at_once:
+        with contextlib.suppress(Exception):
+            cleanup()
+    if _said_on_exit:
+        name = "interrupted" if signum == signal.SIGINT else \
+            f"interrupted by {signal.Signals(signum).name}"
+        with contextlib.suppress(OSError):
+            os.write(_stderr, f"{name} {_said_on_exit}\n".encode())
     os._exit(128 + signum)
 
 
-def exit_on_signals_while_loading():
+def exit_on_signals_while_loading(say=None):
     """For a script's first lines: a signal while the libraries load has nothing to save,
-    and an exception raised inside a C extension's import would print its own story."""
+    and an exception raised inside a C extension's import would print its own story. The
+    process exits at once with 128 + the signal's number, saying `say` after the
+    signal's name if given (e.g. 'while starting; nothing was written')."""
+    global _said_on_exit
+    _said_on_exit = say
     for signum in STOP_SIGNALS:
         signal.signal(signum, exit_at_once)
 
@@ -169,6 +192,21 @@ def signals_deferred():
                 os.kill(os.getpid(), arrived[0])
 
 
+@contextlib.contextmanager
+def signals_ignored():
+    """Ctrl-C, SIGTERM and SIGHUP are ignored in the block: the last save of a run that
+    is already stopping is not cut in half by an impatient second signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class StopRequest:
     """Turns Ctrl-C, SIGTERM and SIGHUP into a request that a loop honours between steps,
     so that what it saves is always whole; a second signal stops at once."""
@@ -190,8 +228,9 @@ class StopRequest:
         if self.signum is not None:
             raise Interrupted(signum)
         self.signum = signum
+        # on stdout, with the progress lines: stderr gets the one line of how it ended
         print(f"\n{signal.Signals(signum).name}: stopping after this step "
-              "(again to stop now)", file=sys.stderr, flush=True)
+              "(again to stop now)", flush=True)
 
 
 def note(message):

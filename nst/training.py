@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 
 import numpy as np
 from PIL import Image
@@ -20,7 +21,7 @@ from PIL import Image
 from nst import outputs
 from nst.inputs import IMAGE_MAX_BYTES, check_regular_file, load_image
 from nst.record import format_seconds, library_versions, portable
-from nst.runtime import FatalError, Interrupted, StopRequest, keras, note, tf
+from nst.runtime import FatalError, Interrupted, StopRequest, keras, note, signals_ignored, tf
 from nst.transform_net import MIN_PHOTO_SIDE, build_transform_net, save_model, stylise_pixels
 
 MAX_PREVIEW_SIDE = 512          # previews are stylised at most this high or wide
@@ -183,30 +184,89 @@ class Trainer:
             variable.assign(value)
 
 
-def save_checkpoint(path, trainer, step):
-    """fw, Adam and the step, written atomically, so --resume continues exactly here."""
+CHECKPOINT_MAX_BYTES = 2 ** 31  # a checkpoint larger than this is not one of ours
+RECORD_MAX_BYTES = 2 ** 28
+
+
+def save_checkpoint(path, trainer, step, run_id):
+    """fw, Adam, the step and the run's id, written atomically, so --resume continues
+    exactly here, and only with the record of the same run."""
     net_weights, optimizer_variables = trainer.state()
     arrays = {f"net_{i}": w for i, w in enumerate(net_weights)}
     arrays.update({f"adam_{i}": v for i, v in enumerate(optimizer_variables)})
 
     def write(tmp):
         with open(tmp, "wb") as f:
-            np.savez(f, step=step, **arrays)
+            np.savez(f, step=step, run_id=run_id or "", **arrays)
     outputs.atomic_write(path, write)
+
+
+def damaged_checkpoint(path, error):
+    return FatalError(f"checkpoint '{path}' is damaged or not a checkpoint "
+                      f"({type(error).__name__}); train again without --resume")
+
+
+def read_checkpoint(path):
+    """(step, run id or None, {name: array}) of a checkpoint, or FatalError: anything
+    but a whole checkpoint (empty, truncated, random bytes, another kind of file) is
+    refused before it can be half-used."""
+    check_regular_file(path, "checkpoint", CHECKPOINT_MAX_BYTES,
+                       "; train again without --resume")
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        step = int(arrays.pop("step"))
+        run_id = str(arrays.pop("run_id", "")) or None
+        if "net_0" not in arrays:
+            raise KeyError("net_0")
+    except Exception as e:  # noqa: BLE001  numpy's and zipfile's errors: all mean damaged
+        raise damaged_checkpoint(path, e) from None
+    return step, run_id, arrays
+
+
+def read_record(path):
+    """The training record at path, None if there is none, or FatalError if it is not a
+    whole record (it would resume a run whose history nobody can vouch for)."""
+    if not os.path.lexists(path):
+        return None
+    check_regular_file(path, "training record", RECORD_MAX_BYTES)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        if not (isinstance(record.get("settings"), dict)
+                and isinstance(record.get("history"), list)):
+            raise TypeError("no settings or history")
+        for entry in record["history"]:
+            int(entry["step"])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as e:
+        raise FatalError(f"training record '{path}' is damaged ({type(e).__name__}); remove "
+                         "it to resume with a new record, or train again without --resume"
+                         ) from None
+    return record
+
+
+def check_resume(paths):
+    """Before TensorFlow loads: the checkpoint and the record a --resume would read are
+    whole, and of the same run. Returns the record (None if there is none)."""
+    _, run_id, _ = read_checkpoint(paths["checkpoint"])
+    record = read_record(paths["record"])
+    if record is not None and run_id and record.get("run_id") not in (None, run_id):
+        raise FatalError(f"checkpoint '{paths['checkpoint']}' is another run's than the "
+                         f"record '{paths['record']}'; train again without --resume")
+    return record
 
 
 def load_checkpoint(path, trainer):
     """The step the checkpoint at path was saved at, after restoring fw and Adam."""
+    step, _, arrays = read_checkpoint(path)
     try:
-        with np.load(path) as saved:
-            net = [saved[f"net_{i}"] for i in range(len(trainer.net.weights))]
-            adam = [saved[f"adam_{i}"] for i in range(len(trainer.optimizer.variables))]
-            step = int(saved["step"])
-    except (OSError, KeyError, ValueError) as e:
-        raise FatalError(f"checkpoint '{path}' cannot be resumed from ({e}); "
-                         "train again without --resume") from None
+        net = [arrays[f"net_{i}"] for i in range(len(trainer.net.weights))]
+        adam = [arrays[f"adam_{i}"] for i in range(len(trainer.optimizer.variables))]
+    except KeyError as e:
+        raise damaged_checkpoint(path, e) from None
     shapes = [w.shape for w in trainer.net.weights]
-    if [a.shape for a in net] != [tuple(s) for s in shapes]:
+    if [a.shape for a in net] != [tuple(s) for s in shapes] or len(arrays) != len(net) + len(
+            adam):
         raise FatalError(f"checkpoint '{path}' is of another network (--filters, "
                          "--residual-blocks); resume with the settings it was trained with")
     trainer.restore(net, adam)
@@ -261,7 +321,7 @@ class TrainingRun:
                       os.path.join(self.paths["previews"], f"step_{step:06d}.png"))
 
     def checkpoint(self, step, status):
-        save_checkpoint(self.paths["checkpoint"], self.trainer, step)
+        save_checkpoint(self.paths["checkpoint"], self.trainer, step, self.record.get("run_id"))
         save_model(self.trainer.net, self.paths["model"])
         self.record.update(status=status, step=step,
                            training_seconds=round(self.seconds(), 3))
@@ -278,7 +338,8 @@ class TrainingRun:
 
 def new_record(args, weights_line, precision, photos, preview_path, strategy):
     return {
-        "status": "running", "style": portable(args.style), "photos": portable(args.photos),
+        "status": "running", "run_id": uuid.uuid4().hex,
+        "style": portable(args.style), "photos": portable(args.photos),
         "photo_count": len(photos), "preview_photo": portable(preview_path),
         "settings": {k: (list(v) if isinstance(v, tuple) else portable(v))
                      for k, v in vars(args).items() if k not in ("debug", "command")},
@@ -299,13 +360,11 @@ KEPT_ON_RESUME = {"init_model"}
 PATH_SETTINGS = {"style", "photos", "weights"}
 
 
-def resumed_record(paths, step, fresh):
-    """The record of the run being resumed, its history cut back to the checkpoint."""
-    try:
-        with open(paths["record"]) as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        note(f"no readable record '{paths['record']}'; starting a new one at step {step}")
+def resumed_record(paths, step, fresh, record):
+    """The record of the run being resumed (record, as read_record read it; None: a new
+    one begins at step), its history cut back to the checkpoint."""
+    if record is None:
+        note(f"no record '{paths['record']}'; starting a new one at step {step}")
         return dict(fresh, step=step)
     trained, now = record.get("settings", {}), fresh["settings"]
 
@@ -322,11 +381,13 @@ def resumed_record(paths, step, fresh):
     record["settings"].update({k: now[k] for k in RESUMABLE_CHANGES if k in now})
     record["history"] = [h for h in record.get("history", []) if h["step"] <= step]
     record.setdefault("resumed_at", []).append(step)
+    record.setdefault("run_id", fresh["run_id"])  # records from before run ids
     return record
 
 
 def run_steps(run, trainer, batches, step):
-    """The training loop: one Adam step per batch, stopping cleanly on a signal."""
+    """The training loop: one Adam step per batch, stopping cleanly on a signal. The last
+    save, on a signal or at the end, is not cut short by another one."""
     with StopRequest() as stop:
         try:
             for batch in batches:
@@ -337,15 +398,16 @@ def run_steps(run, trainer, batches, step):
                 run.after_step(step, values)
         except Interrupted as e:
             stop.signum = e.signum
-        if stop.signum is not None:
+        with signals_ignored():
+            if stop.signum is None:
+                run.finish(step)
+                return 0
             name = signal.Signals(stop.signum).name
             run.checkpoint(step, f"interrupted by {name}")
             print(f"interrupted ({name}) at step {step}: saved {run.paths['checkpoint']}, "
                   f"{run.paths['model']} and {run.paths['figure']}; --resume continues",
                   file=sys.stderr)
             return 128 + stop.signum
-    run.finish(step)
-    return 0
 
 
 def preview_pixels(image, longest=MAX_PREVIEW_SIDE):

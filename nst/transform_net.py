@@ -8,13 +8,15 @@ input. Importing this module does not import TensorFlow: its layers are defined 
 use (layers()).
 """
 import functools
+import json
 import os
 import weakref
+import zipfile
 
 import numpy as np
 
 from nst.inputs import check_regular_file
-from nst.runtime import FatalError, keras, quiet_stderr, tf
+from nst.runtime import FatalError, keras, quiet_stderr, signals_deferred, tf
 
 CUSTOM = "fast_style_transfer"  # the package the layers are registered under, in saved models
 MODEL_MAX_BYTES = 2 ** 30       # a model file larger than this is not one of ours
@@ -120,13 +122,32 @@ def architecture_of(net):
     return widths, blocks
 
 
-def load_transform_net(path, precision="float32", what="model"):
-    """The transform net saved at path, rebuilt in the given precision, or FatalError
-    naming it as `what`."""
+def check_model_file(path, what="model"):
+    """Refuse, without TensorFlow, a model file that cannot be a transform net: not a
+    regular .keras file, not a readable archive (empty, truncated, random bytes, another
+    kind of file under the name), or the saved model of something else."""
     check_regular_file(path, what, MODEL_MAX_BYTES)
     if not path.endswith(".keras"):
         raise FatalError(f"{what} '{path}' is not a .keras file made by "
                          "'fast_style_transfer.py train'")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            archive.getinfo("model.weights.h5")
+        name = config["config"]["name"]
+    except (zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError, EOFError) as e:
+        raise FatalError(f"{what} '{path}' is not a transform net made by "
+                         f"'fast_style_transfer.py train' ({type(e).__name__}: the file is "
+                         "damaged or of another kind)") from None
+    if name != "transform_net":
+        raise FatalError(f"{what} '{path}' is a Keras model but not a transform net made by "
+                         "'fast_style_transfer.py train'")
+
+
+def load_transform_net(path, precision="float32", what="model"):
+    """The transform net saved at path, rebuilt in the given precision, or FatalError
+    naming it as `what`."""
+    check_model_file(path, what)
     layers()  # registered, so that Keras finds them in the file
     try:
         with quiet_stderr():
@@ -147,18 +168,20 @@ def load_transform_net(path, precision="float32", what="model"):
 
 
 def save_model(net, path):
-    """fw as a float32 .keras file (whatever precision it trained in), atomically."""
+    """fw as a float32 .keras file (whatever precision it trained in), atomically; a
+    signal meanwhile waits until the file is whole."""
     widths, blocks = architecture_of(net)
     plain = build_transform_net(widths, blocks, "float32")
     plain.set_weights(net.get_weights())
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp.keras")  # Keras wants .keras
-    try:
-        plain.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with signals_deferred():
+        try:
+            plain.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def stylise_pixels(net, pixels):
