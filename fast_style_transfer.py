@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 import style_transfer as st
-from nst import cli, memory, outputs, speed, training, transform_net, vgg_weights
+from nst import cli, memory, outputs, speed, training, transform_net, vgg_weights, video
 from nst.inputs import find_photos, load_image
+from nst.record import format_seconds
 from nst.runtime import FatalError, tf
 
 # ----------------------------------------------------------------------------- defaults
@@ -77,6 +78,9 @@ PRECISION = st.PRECISION        # as style_transfer.py: bfloat16 where native
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 OUTPUT_DIR = "outputs"
 STRENGTH = 1.0                  # 1: the net's output; 0: the photo; between: a blend
+SMOOTH = 0.5                    # a clip's steadying: the previous output's share where the
+                                # flow is reliable (benchmarks/VIDEO.md); 0: frame by frame
+PROGRESS_SECONDS = 2.0          # a clip's progress line at most this often
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -266,14 +270,15 @@ def list_models(args):
     return 0
 
 
-def result_path(args, photo, model):
-    """(path, claim) of photo's result: --output, or <output-dir>/<photo>_<model>_fast.png,
-    a name the optimisation's results (<photo>_<style>.png) never take. Without
-    --overwrite the name is numbered past existing files and claimed (nst/outputs.py)."""
+def result_path(args, source, model, clip=False):
+    """(path, claim) of a result: --output, or <output-dir>/<source>_<model>_fast.png (a
+    clip's: .mp4, or its own .mov or .mkv), a name the optimisation's results
+    (<photo>_<style>.png) never take. Without --overwrite the name is numbered past
+    existing files and claimed (nst/outputs.py)."""
     name = lambda p: os.path.splitext(os.path.basename(p))[0]  # noqa: E731
     stem, extension = (os.path.splitext(args.output) if args.output else
-                       (os.path.join(args.output_dir, f"{name(photo)}_{name(model)}_fast"),
-                        ".png"))
+                       (os.path.join(args.output_dir, f"{name(source)}_{name(model)}_fast"),
+                        video.output_extension(source) if clip else ".png"))
     if args.overwrite:
         return stem + extension, None
     return outputs.claim_first_free(outputs.numbered(stem, extension))
@@ -288,70 +293,144 @@ def blend(result, photo, strength):
 
 
 def stylize(args):
-    """Stylise every input with the model; the exit status. Every input is checked, and
-    every result's name claimed, before TensorFlow loads."""
+    """Stylise every input, photo or clip, with the model; the exit status. Every input
+    is checked, and every result's name claimed, before TensorFlow loads."""
     model = find_model(args.model)
-    photos = expand_inputs(args.inputs)
-    if args.output and len(photos) > 1:
-        raise FatalError(f"--output names one file, but there are {len(photos)} inputs; "
+    inputs = expand_inputs(args.inputs)
+    if args.output and len(inputs) > 1:
+        raise FatalError(f"--output names one file, but there are {len(inputs)} inputs; "
                          "use --output-dir")
-    cli.check_output_extension(args.output)
+    clips = {path: video.probe(path) for path in inputs if is_clip(path)}
+    check_output_kind(args.output, bool(clips))
     # Every input is read and checked before the model loads, then read again when its
     # turn comes: a folder of video frames is never held in memory at once.
-    sizes = [input_image(path, args.height).size for path in photos]
-    memory.check_stylize_memory(photos, sizes, memory.available_memory_mb(),
+    sizes = [clip_size(path, clips[path], args.height) if path in clips else
+             input_image(path, args.height).size for path in inputs]
+    memory.check_stylize_memory(inputs, sizes, memory.available_memory_mb(),
                                 transform_net.MIN_PHOTO_SIDE)
     transform_net.check_model_file(model)
     outputs.check_output(args.output or os.path.join(args.output_dir, "x.png"))
     claims, written = [], 0
     try:
-        for photo in photos:
-            claims.append(result_path(args, photo, model))
+        for path in inputs:
+            claims.append(result_path(args, path, model, path in clips))
         outputs.check_outputs_are_not_inputs(
-            [("result", path) for path, _ in claims],
-            [("input", p) for p in photos] + [("model", model)])
+            [("result", out) for out, _ in claims],
+            [("input", p) for p in inputs] + [("model", model)])
         runtime.load_tensorflow()  # every check above runs without it
         net = transform_net.load_transform_net(model, speed.resolve_precision(args.precision))
-        for i, (photo, (out, _)) in enumerate(zip(photos, claims, strict=True), start=1):
+        for i, (path, (out, _)) in enumerate(zip(inputs, claims, strict=True), start=1):
             start = time.perf_counter()
-            with runtime.signals_deferred():  # a result is written whole, or not begun
-                stylise_file(net, photo, out, args, f"{i - 1} of {len(photos)} written")
+            done = f"{i - 1} of {len(inputs)} written"
+            if path in clips:
+                frames = stylise_clip(net, path, out, args, done)
                 written = i
-            print(progress_bar(i, len(photos), f"{out} ({time.perf_counter() - start:.2f}s)"),
-                  flush=True)
+                label = f"{out} ({frames} frames, {format_seconds(time.perf_counter() - start)})"
+            else:
+                with runtime.signals_deferred():  # a photo is written whole, or not begun
+                    stylise_file(net, path, out, args, done)
+                    written = i  # before a signal held meanwhile is acted on
+                label = f"{out} ({time.perf_counter() - start:.2f}s)"
+            print(progress_bar(i, len(inputs), label), flush=True)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP: what is written is whole
         status, name = runtime.interrupted_by(e)
-        kept = f"the first {written} kept" if written else "nothing was written"
+        clip = getattr(e, "clip_kept", None)  # a clip cut short is kept, playable
+        kept = (f", and '{clip[2]}' keeps the first {clip[1]} frames of '{clip[0]}'" if clip
+                else f"; the first {written} kept" if written else "; nothing was written")
         with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-            print(f"{name}: {written} of {len(photos)} results written; {kept}",
+            print(f"{name}: {written} of {len(inputs)} results written{kept}",
                   file=sys.stderr)
         return status
     finally:
-        for path, claim in claims:  # the placeholders of results never written
-            outputs.release_claim(path, claim)
+        for out, claim in claims:  # the placeholders of results never written
+            outputs.release_claim(out, claim)
     return 0
 
 
+def stylised(net, pixels, args):
+    """fw's output for uint8 RGB pixels, with --preserve-color and --strength."""
+    result = transform_net.stylise_pixels(net, pixels)
+    if args.preserve_color:
+        result = st.preserve_color(result, pixels)
+    return blend(result, pixels, args.strength)
+
+
 def stylise_file(net, photo, out, args, done):
-    """One photo stylised with --height, --preserve-color and --strength, saved to out;
-    done says what was written before it, for the message if memory runs out."""
+    """One photo stylised, saved to out; done says what was written before it, for the
+    message if memory runs out."""
     pixels = np.asarray(input_image(photo, args.height))
     try:
-        result = transform_net.stylise_pixels(net, pixels)
+        result = stylised(net, pixels, args)
     except runtime.out_of_memory_errors() as e:
         raise FatalError(f"ran out of memory stylising '{photo}' ({type(e).__name__}); "
                          f"{done}; try a smaller --height") from None
-    if args.preserve_color:
-        result = st.preserve_color(result, pixels)
-    outputs.save_image(blend(result, pixels, args.strength), out)
+    outputs.save_image(result, out)
+
+
+def stylise_clip(net, clip, out, args, done):
+    """One clip stylised frame by frame, steadied by --smooth, written to out with its
+    sound (nst/video.py); the number of frames. Interrupted, the frames done are kept as
+    a playable clip, and the exception says so (clip_kept) for the one line."""
+    shown = [0.0, 0]  # when progress was last printed, frames done
+
+    def progress(frames, total, fps, left):
+        shown[1] = frames
+        if time.perf_counter() - shown[0] >= PROGRESS_SECONDS or frames == total:
+            shown[0] = time.perf_counter()
+            of = f"/{total}" if total else ""
+            eta = f", {format_seconds(left)} left" if left is not None else ""
+            print(f"  {os.path.basename(clip)}: frame {frames}{of}, {fps:.1f} frames/s{eta}",
+                  flush=True)
+
+    try:
+        return video.stylize_clip(lambda frame: stylised(net, frame, args), clip, out,
+                                  args.height, args.smooth, progress)
+    except KeyboardInterrupt as e:
+        e.clip_kept = (clip, shown[1], out) if shown[1] else None
+        raise
+    except runtime.out_of_memory_errors() as e:
+        raise FatalError(f"ran out of memory stylising '{clip}' ({type(e).__name__}); "
+                         f"{done}, and its first {shown[1]} frames in '{out}'; try a smaller "
+                         "--height") from None
+
+
+def is_clip(path):
+    """Whether an input is a clip: a video file, or a GIF with more than one frame."""
+    if not video.is_video(path):
+        return False
+    if os.path.splitext(path)[1].lower() != ".gif":
+        return True
+    with contextlib.suppress(OSError, ValueError, SyntaxError), Image.open(path) as image:
+        return getattr(image, "n_frames", 1) > 1
+    return False
+
+
+def clip_size(path, info, height):
+    """A clip's frames' size as stylised, checked to be large enough for fw."""
+    width, high = video.output_size(info, height)
+    if min(width, high) < transform_net.MIN_PHOTO_SIDE:
+        raise FatalError(f"video '{path}' would be {width}x{high}; fw needs at least "
+                         f"{transform_net.MIN_PHOTO_SIDE} px on each side")
+    return width, high
+
+
+def check_output_kind(output, any_clip):
+    """--output names an image file for a photo, a .mp4, .mov or .mkv for a clip."""
+    if output and any_clip:
+        if os.path.splitext(output)[1].lower() not in video.OUTPUT_FORMATS:
+            raise FatalError(f"--output '{output}': a clip is written as "
+                             f"{', '.join(sorted(video.OUTPUT_FORMATS))}")
+    else:
+        cli.check_output_extension(output)
 
 
 def expand_inputs(inputs):
-    """Image files named, and those under folders named, in order; FatalError if none."""
+    """Files named, and the images and clips under folders named, in order; FatalError
+    if a folder holds none."""
     files = []
     for path in inputs:
         if os.path.isdir(path):
-            found = find_photos(path)
+            found = find_photos(path, video.VIDEO_EXTENSIONS)
             if not found:
                 raise FatalError(f"folder '{path}' holds no image files")
             files += found
@@ -434,7 +513,7 @@ def build_parser():
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("model", help="a bundled model's name (see 'models') or a .keras file "
                    "made by 'train'")
-    s.add_argument("inputs", nargs="+", help="photos, or folders of photos")
+    s.add_argument("inputs", nargs="+", help="photos, clips, or folders of them")
     cli.add_flags(s, [
         ("--output-dir", str, OUTPUT_DIR, "folder of the results"),
         ("--output", str, None, "path of the result, for one input"),
@@ -442,6 +521,8 @@ def build_parser():
          "resize each photo to this height first; default: its own size"),
         ("--strength", float, STRENGTH, ("how much of the style: 1 the net's output, 0 the "
          "photo, between them a blend")),
+        ("--smooth", float, SMOOTH, ("for clips: how much of the previous output frame, "
+         "carried along the optical flow, steadies the next (0: each frame alone)")),
         ("--preserve-color", cli.TOGGLE, False, "keep the photo's colours"),
         ("--precision", cli.PRECISIONS, PRECISION, "as in style_transfer.py"),
         ("--overwrite", cli.SWITCH, False,
@@ -487,8 +568,9 @@ def check_stylize_args(args):
     if args.height is not None and args.height < transform_net.MIN_PHOTO_SIDE:
         raise FatalError(f"--height must be at least {transform_net.MIN_PHOTO_SIDE}, "
                          f"got {args.height}")
-    if not 0 <= args.strength <= 1:
-        raise FatalError(f"--strength must be from 0 to 1, got {args.strength}")
+    for flag in ("strength", "smooth"):
+        if not 0 <= getattr(args, flag) <= 1:
+            raise FatalError(f"--{flag} must be from 0 to 1, got {getattr(args, flag)}")
 
 
 def main(argv=None, handle_signals=False):

@@ -219,15 +219,16 @@ def quality(net, vgg, settings, photo_path, style, precision, evals, cache,
     return result
 
 
-def training_speed(style_path, photos_folder, steps=30):
+def training_speed(style_path, photos_folder, steps=30, size=256, filters="16,32,64"):
     """(c) steps per second (after the first 10, which trace) and peak memory, from a
-    training run in a process of its own."""
+    training run in a process of its own, on size x size crops with fw of filters."""
     with tempfile.TemporaryDirectory() as out:
         model = os.path.join(out, "bench.keras")
         subprocess.run([sys.executable, "fast_style_transfer.py", "train", style_path,
-                        "--photos", photos_folder, "--model", model, "--size", "256",
-                        "--batch-size", "4", "--steps", str(steps), "--log-every", "10",
-                        "--preview-every", str(steps), "--checkpoint-every", str(steps)],
+                        "--photos", photos_folder, "--model", model, "--size", str(size),
+                        "--filters", filters, "--batch-size", "4", "--steps", str(steps),
+                        "--log-every", "10", "--preview-every", str(steps),
+                        "--checkpoint-every", str(steps)],
                        check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         with open(os.path.join(out, "bench.json")) as f:
             history = json.load(f)["history"]
@@ -359,6 +360,49 @@ def compare(args):
     return summaries
 
 
+def speeds(args):
+    """Steps per second of each crop size and width the variants train with, one
+    process each, for the hours of the table of variants (the variants' own records
+    hold wall times of a CPU shared with other work)."""
+    table = {}
+    for filters in ("16,32,64", "32,64,128"):
+        for size in (128, 256):
+            table[f"{filters}@{size}"] = training_speed(args.style, args.photos_folder, 40,
+                                                        size, filters)["steps_per_second"]
+    table["machine"] = machine()
+    with open(os.path.join(HERE, "FAST_speeds.json"), "w") as f:
+        json.dump(table, f, indent=1)
+    return table
+
+
+def variant_hours(summary, table):
+    """Hours a variant's steps take at the measured clean rates."""
+    s = summary["settings"]
+    filters = ",".join(map(str, s["filters"]))
+    small = min(s.get("small_steps") or 0, summary["step"])
+    return (small / table[f"{filters}@{s.get('small_size') or 128}"]
+            + (summary["step"] - small) / table[f"{filters}@{s['size']}"]) / 3600
+
+
+def variants_report(path, table):
+    """FAST.md's table of variants, from the --models runs kept in path."""
+    with open(path) as f:
+        summaries = json.load(f)
+    lines = [("| variant | steps | hours (2 cores) | matches L-BFGS from noise after (median) "
+             "| from the photo after (median) |"), "|---|---|---|---|---|"]
+    for v in summaries:
+        s = v["settings"]
+        what = [f"widths {','.join(map(str, s['filters']))}",
+                f"{s['small_steps']} steps at {s['small_size']} px, then {s['size']}"
+                if s.get("small_steps") else f"{s['size']} px crops"]
+        what += [f"colour jitter {s['color_jitter']}"] if s.get("color_jitter") else []
+        what += [f"from {os.path.basename(s['init_model'])}"] if s.get("init_model") else []
+        lines.append(f"| {v['model']}: {'; '.join(what)} | {v['step']} | "
+                     f"{variant_hours(v, table):.2f} | {v['from_noise']:.0f} | "
+                     f"{v['from_photo']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def measure(args):
     precision = speed.resolve_precision(args.precision)
     with open(os.path.splitext(args.model)[0] + ".json") as f:
@@ -428,18 +472,34 @@ def main(argv=None):
                         "or checkpoints (with cached curves it takes seconds a photo)")
     p.add_argument("--variants", default=os.path.join(HERE, "FAST_variants.json"),
                    help="with --models: the JSON list the results are appended to")
+    p.add_argument("--speeds", action="store_true",
+                   help="only measure training steps/s of each crop size and width "
+                        "(FAST_speeds.json), for the hours in the table of variants")
+    p.add_argument("--variants-table", action="store_true",
+                   help="print the table of variants from --variants and FAST_speeds.json")
     args = p.parse_args(argv)
+    if args.speeds:
+        print(speeds(args))
+        return
+    if args.variants_table:
+        with open(os.path.join(HERE, "FAST_speeds.json")) as f:
+            print(variants_report(args.variants, json.load(f)))
+        return
     if args.models:
         compare(args)
         return
     results = measure(args)
     if results is None:
         return
-    text = report(results)
+    write_report(report(results), results, args.output)
+
+
+def write_report(text, results, output):
+    """The report printed and written to output (Markdown), its figures beside it (.json)."""
     print(text)
-    with open(args.output, "w") as f:
+    with open(output, "w") as f:
         f.write(text)
-    with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
+    with open(os.path.splitext(output)[0] + ".json", "w") as f:
         json.dump(results, f, indent=1)
 
 

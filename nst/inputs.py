@@ -148,11 +148,13 @@ def load_image(path, role):
     return _to_rgb(image, role, path)
 
 
-def find_photos(folder):
-    """Every file under folder (recursively) with an image extension, sorted."""
+def find_photos(folder, more_extensions=()):
+    """Every file under folder (recursively) with an image extension (or one of
+    more_extensions), sorted."""
+    wanted = IMAGE_EXTENSIONS | set(more_extensions)
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         found += [os.path.join(root, f) for f in sorted(files)
-                  if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+                  if os.path.splitext(f)[1].lower() in wanted]
     return found

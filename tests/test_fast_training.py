@@ -13,26 +13,8 @@ from PIL import Image
 
 import fast_style_transfer as fst
 import style_transfer as st
-from conftest import ROOT, make_style, make_target
+from conftest import ROOT, make_photos, make_style, make_target
 from nst import inputs, runtime, training, transform_net, vgg_weights
-
-
-def make_photos(folder, count=4):
-    """A few small generated photos: the landscape at several sizes and shifts."""
-    os.makedirs(folder, exist_ok=True)
-    for i in range(count):
-        image = make_target((64 + 8 * i, 48 + 4 * i))
-        image.rotate(90 * (i % 2), expand=True).save(os.path.join(folder, f"photo{i}.png"))
-    return folder
-
-
-@pytest.fixture
-def setup(tmp_path, weights_file):
-    """(style path, photos folder, model path, weights file)."""
-    style = str(tmp_path / "style.png")
-    make_style().save(style)
-    photos = make_photos(str(tmp_path / "photos"))
-    return style, photos, str(tmp_path / "models" / "tiny.keras"), weights_file
 
 
 def train_argv(setup, *extra, steps=4):
