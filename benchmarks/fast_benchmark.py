@@ -281,7 +281,27 @@ def report(results):
         lines += ["", "## (c) Training", "",
                   (f"At --size 256, batch 4: **{c['steps_per_second']:.2f} steps/s**, peak "
                   f"resident memory **{c['peak_mb']:.0f} MB**.")]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + variants_section()
+
+
+VARIANTS = os.path.join(HERE, "FAST_variants.json")
+SPEEDS = os.path.join(HERE, "FAST_speeds.json")
+
+
+def variants_section():
+    """FAST.md's (d): the table of training variants, when they have been measured."""
+    if not (os.path.exists(VARIANTS) and os.path.exists(SPEEDS)):
+        return ""
+    with open(SPEEDS) as f:
+        table = json.load(f)
+    with open(VARIANTS) as f:
+        photos = ", ".join(r["photo"] for r in json.load(f)[0]["rows"]["content"])
+    return ("\n## (d) Training variants: quality per hour\n\n"
+            "Each variant trained on starry_night from the same seed and photos "
+            "(models/gather_photos.py's 39), judged as in (b) under its own loss, at 400 "
+            f"px, on photos no model was trained on ({photos}), by "
+            "`fast_benchmark.py --models M ...`; hours are its steps at the clean rates of "
+            f"FAST_speeds.json ({table['how']}).\n\n" + variants_report(VARIANTS, table))
 
 
 def quality_table(rows, evals, title):
@@ -370,7 +390,7 @@ def speeds(args):
             table[f"{filters}@{size}"] = training_speed(args.style, args.photos_folder, 40,
                                                         size, filters)["steps_per_second"]
     table["machine"] = machine()
-    with open(os.path.join(HERE, "FAST_speeds.json"), "w") as f:
+    with open(SPEEDS, "w") as f:
         json.dump(table, f, indent=1)
     return table
 
@@ -397,7 +417,8 @@ def variants_report(path, table):
                 if s.get("small_steps") else f"{s['size']} px crops"]
         what += [f"colour jitter {s['color_jitter']}"] if s.get("color_jitter") else []
         what += [f"from {os.path.basename(s['init_model'])}"] if s.get("init_model") else []
-        lines.append(f"| {v['model']}: {'; '.join(what)} | {v['step']} | "
+        name = os.path.splitext(os.path.basename(v["model"]))[0]
+        lines.append(f"| {name}: {'; '.join(what)} | {v['step']} | "
                      f"{variant_hours(v, table):.2f} | {v['from_noise']:.0f} | "
                      f"{v['from_photo']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -470,7 +491,7 @@ def main(argv=None):
                    help="only (b), from the photo and from noise, for each of these models "
                         "under its own loss and style (from its record): to compare models "
                         "or checkpoints (with cached curves it takes seconds a photo)")
-    p.add_argument("--variants", default=os.path.join(HERE, "FAST_variants.json"),
+    p.add_argument("--variants", default=VARIANTS,
                    help="with --models: the JSON list the results are appended to")
     p.add_argument("--speeds", action="store_true",
                    help="only measure training steps/s of each crop size and width "
@@ -482,8 +503,7 @@ def main(argv=None):
         print(speeds(args))
         return
     if args.variants_table:
-        with open(os.path.join(HERE, "FAST_speeds.json")) as f:
-            print(variants_report(args.variants, json.load(f)))
+        print(variants_section())
         return
     if args.models:
         compare(args)
