@@ -107,18 +107,25 @@ def exit_on_signals_while_loading(say=None):
 
 
 @contextlib.contextmanager
+def handled_by(handler):
+    """Ctrl-C, SIGTERM and SIGHUP go to handler in the block, their handlers before it
+    back after; yields those ({signum: handler}), or None outside the main thread, where
+    signals are not ours to handle."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield previous
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
 def exit_on_signals():
     """While libraries load there is nothing to save, and an exception raised inside a C
     extension's import prints a page of its own: a signal exits at once, 128 + its number."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, exit_at_once) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return handled_by(exit_at_once)
 
 
 def out_of_memory_errors():
@@ -172,18 +179,12 @@ def signals_deferred():
     """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then act on the first one
     as it would have been: a file being written is never left half-made by a signal
     arriving at the wrong moment (between creating a temporary file and the cleanup that
-    would remove it, say). Outside the main thread, signals are not ours to hold."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    would remove it, say)."""
     arrived = []
-    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum))
-                for s in STOP_SIGNALS}
     try:
-        yield
+        with handled_by(lambda signum, frame: arrived.append(signum)) as previous:
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if arrived:
             handler = previous[arrived[0]]
             if callable(handler):
@@ -192,19 +193,10 @@ def signals_deferred():
                 os.kill(os.getpid(), arrived[0])
 
 
-@contextlib.contextmanager
 def signals_ignored():
     """Ctrl-C, SIGTERM and SIGHUP are ignored in the block: the last save of a run that
     is already stopping is not cut in half by an impatient second signal."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return handled_by(signal.SIG_IGN)
 
 
 class StopRequest:
