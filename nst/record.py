@@ -41,6 +41,8 @@ def portable(value):
     """What a record says of a path (or of a line naming one): inside the working folder
     relative to it, inside the home folder with ~ for it, so that a committed record tells
     nothing of the machine that wrote it. Other values are returned as they are."""
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
     if not isinstance(value, str):
         return value
     value = value.replace(os.getcwd() + os.sep, "")
@@ -58,7 +60,7 @@ class Bookkeeper:
         self.iterations = args.iterations * len(args.scales)
         self.record = {
             "status": "running", "target": portable(args.target),
-            "style": [portable(s) for s in args.style],
+            "style": portable(args.style),
             "settings": {k: portable(v) for k, v in vars(args).items()
                          if k not in ("debug", "show", "summary")},
             "weights": portable(weights_line), "precision": precision,

@@ -341,8 +341,8 @@ def new_record(args, weights_line, precision, photos, preview_path, strategy):
         "status": "running", "run_id": uuid.uuid4().hex,
         "style": portable(args.style), "photos": portable(args.photos),
         "photo_count": len(photos), "preview_photo": portable(preview_path),
-        "settings": {k: (list(v) if isinstance(v, tuple) else portable(v))
-                     for k, v in vars(args).items() if k not in ("debug", "command")},
+        "settings": {k: portable(v) for k, v in vars(args).items()
+                     if k not in ("debug", "command")},
         "weights": portable(weights_line), "precision": precision,
         "devices": strategy.num_replicas_in_sync, "libraries": library_versions(),
         "step": 0, "training_seconds": 0.0, "history": [],

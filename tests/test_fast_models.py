@@ -181,6 +181,7 @@ def test_records_hold_no_machine_paths(monkeypatch, tmp_path):
     weights = f"weights: ImageNet VGG19 ({tmp_path}/home/.keras/models/w.h5)"
     assert record.portable(weights) == "weights: ImageNet VGG19 (~/.keras/models/w.h5)"
     assert record.portable(3) == 3 and record.portable("/elsewhere/x") == "/elsewhere/x"
+    assert record.portable((str(tmp_path / "work" / "a.png"), 2)) == ["a.png", 2]
 
 
 def test_the_bundled_models_records_hold_no_absolute_paths():
