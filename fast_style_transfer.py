@@ -65,6 +65,7 @@ SIZE = 256                      # side of the square random crops fw ends its tr
 SMALL_SIZE = 128                # side of the crops of the first steps (the crop-size schedule)
 SMALL_STEPS = 0                 # the first steps, on SMALL_SIZE crops; 0: all at SIZE
 COLOR_JITTER = 0.0              # brightness, contrast, saturation of each crop times 1 +- this
+AUGMENT = True                  # crops of photos at random scales (1 to 2), randomly flipped
 BATCH_SIZE = 4                  # photos per step, split across devices
 STEPS = 2000                    # total Adam steps (with --resume: up to this many)
 LEARNING_RATE = 4e-3            # Adam's step size
@@ -198,10 +199,10 @@ def train(args):
         print(f"resuming at step {first}")
     run = training.TrainingRun(args, paths, trainer, preview, record)
     batches = trainer.distribute(training.photo_dataset(
-        training.PhotoCrops(photos, args.size, args.seed, jitter=args.color_jitter), first,
-        args.steps, args.batch_size,
-        training.PhotoCrops(photos, args.small_size, args.seed, args.size, args.color_jitter),
-        args.small_steps))
+        training.PhotoCrops(photos, args.size, args.seed, jitter=args.color_jitter,
+                            augment=args.augment), first, args.steps, args.batch_size,
+        training.PhotoCrops(photos, args.small_size, args.seed, args.size, args.color_jitter,
+                            args.augment), args.small_steps))
     return training.run_steps(run, trainer, batches, first)
 
 
@@ -493,6 +494,8 @@ def build_parser():
          "how many of the first steps train on the cheaper --small-size crops; 0: none"),
         ("--color-jitter", float, COLOR_JITTER, ("scale each crop's brightness, contrast and "
          "saturation by a random factor in 1 +- this")),
+        ("--augment", cli.TOGGLE, AUGMENT, ("crop photos at random scales (1 to 2 times the "
+         "crop side on the short side) and flip half; --no-augment: one scale, unflipped")),
         ("--batch-size", int, BATCH_SIZE, "photos per step"),
         ("--steps", int, STEPS, "total training steps"),
         ("--learning-rate", float, LEARNING_RATE, "Adam's learning rate"),

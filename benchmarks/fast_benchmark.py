@@ -360,7 +360,8 @@ def compare(args):
                    "training_seconds": trained.get("training_seconds"),
                    "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
                                                       "small_steps", "color_jitter",
-                                                      "init_model", "batch_size")},
+                                                      "augment", "init_model",
+                                                      "batch_size")},
                    "from_photo": median_matched(rows["content"], args.evals),
                    "from_noise": median_matched(rows["noise"], args.noise_evals),
                    "rows": rows, "evals": args.evals, "noise_evals": args.noise_evals,
@@ -416,6 +417,7 @@ def variants_report(path, table):
                 f"{s['small_steps']} steps at {s['small_size']} px, then {s['size']}"
                 if s.get("small_steps") else f"{s['size']} px crops"]
         what += [f"colour jitter {s['color_jitter']}"] if s.get("color_jitter") else []
+        what += ["no random scales or flips"] if s.get("augment") is False else []
         what += [f"from {os.path.basename(s['init_model'])}"] if s.get("init_model") else []
         name = os.path.splitext(os.path.basename(v["model"]))[0]
         lines.append(f"| {name}: {'; '.join(what)} | {v['step']} | "

@@ -55,7 +55,8 @@ class PhotoCrops:
     colours maybe jittered.
 
     The photo is first scaled so that its short side is between 1 and 2 times scale_size
-    (default: size), whole scenes and details both: small crops of the crop-size
+    (default: size), whole scenes and details both (augment=False: 1.5 times, never
+    flipped, to measure what the random scales and flips are worth): small crops of the crop-size
     schedule take scale_size from the final crops, so that they are windows of photos
     at the scale the net ends its training on, not of smaller photos. jitter, from 0,
     scales brightness, contrast and saturation each by a random factor in 1 +- jitter.
@@ -63,9 +64,9 @@ class PhotoCrops:
     uninterrupted one would have seen from that step on.
     """
 
-    def __init__(self, paths, size, seed, scale_size=None, jitter=0.0):
+    def __init__(self, paths, size, seed, scale_size=None, jitter=0.0, augment=True):
         self.paths, self.size, self.seed = paths, size, seed
-        self.scale_size, self.jitter = scale_size or size, jitter
+        self.scale_size, self.jitter, self.augment = scale_size or size, jitter, augment
         self.broken = set()
 
     def __call__(self, index):
@@ -83,7 +84,8 @@ class PhotoCrops:
         try:
             with Image.open(path) as image:
                 # draft() decodes a large JPEG at a fraction of its size
-                short = int(self.scale_size * rng.uniform(1.0, 2.0))
+                factor = rng.uniform(1.0, 2.0) if self.augment else 1.5
+                short = int(self.scale_size * factor)
                 image.draft("RGB", (short * image.size[0] // min(image.size),
                                     short * image.size[1] // min(image.size)))
                 image = load_image(path, "training") if image.mode not in (
@@ -101,7 +103,7 @@ class PhotoCrops:
         top = rng.integers(height - self.size + 1)
         pixels = np.asarray(image, dtype=np.float32)[top:top + self.size,
                                                      left:left + self.size]
-        return pixels[:, ::-1] if rng.random() < 0.5 else pixels
+        return pixels[:, ::-1] if self.augment and rng.random() < 0.5 else pixels
 
 
 def jitter_colours(pixels, amount, rng):

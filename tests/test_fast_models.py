@@ -173,6 +173,21 @@ def test_colour_jitter_is_seeded_and_mild(tmp_path):
     np.testing.assert_allclose(same, plain(4), atol=1e-3)
 
 
+def test_plain_crops_are_one_scale_and_never_flipped(tmp_path):
+    # a horizontal ramp: a crop's slope tells its scale, its sign whether it was flipped
+    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (100, 1))
+    Image.fromarray(np.stack([ramp] * 3, -1).astype(np.uint8)).save(tmp_path / "ramp.png")
+    photos = [str(tmp_path / "ramp.png")]
+
+    def slopes(crops):
+        return [float(np.mean(np.diff(crops(i)[..., 0], axis=1))) for i in range(12)]
+    plain = slopes(training.PhotoCrops(photos, 32, 0, augment=False))
+    augmented = slopes(training.PhotoCrops(photos, 32, 0))
+    assert min(plain) > 0 and max(plain) - min(plain) < 0.05 * max(plain)
+    assert min(augmented) < 0 < max(augmented)  # some flipped
+    assert max(map(abs, augmented)) - min(map(abs, augmented)) > 0.2 * max(plain)
+
+
 def test_records_hold_no_machine_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "work").mkdir()
