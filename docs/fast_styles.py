@@ -3,10 +3,13 @@
     python docs/fast_styles.py                 # the bundled models, the three photos below
     python docs/fast_styles.py --photos a.jpg b.jpg --models models/x.keras --height 400
 
-One row per photo: the photo, then each model's one-pass result at --height, as
-`fast_style_transfer.py stylize NAME PHOTO --height H` makes it.
+A first row of the style images each model was trained on (from its record), then one
+row per photo: the photo, then each model's one-pass result at --height, as
+`fast_style_transfer.py stylize NAME PHOTO --height H` makes it. The photos other than
+grace_hopper.jpg are held out of training by models/gather_photos.py.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -23,7 +26,7 @@ PHOTOS = [os.path.join(ROOT, "images", "grace_hopper.jpg")] + [
     os.path.join(ROOT, "..", "photos", "held_out", name) for name in (
         "sklearn_china.jpg", "debian_lomiri1604_friends_by_Aitzol_Berasategi.jpg")]
 HEIGHT = 400      # the height the fast mode's loss weights are meant for
-THUMB = 300       # each picture's height in the sheet
+CELL = (400, 300)  # the largest each picture is in the sheet
 
 
 def main(argv=None):
@@ -37,26 +40,41 @@ def main(argv=None):
     runtime.load_tensorflow()
     nets = [(os.path.splitext(os.path.basename(m))[0], transform_net.load_transform_net(m))
             for m in args.models]
-    rows = []
+    # the style images' row first, its first cell empty; then a row per photo
+    rows = [[("", None)] + [(name, Image.open(style_image(model)).convert("RGB"))
+                            for model, (name, _) in zip(args.models, nets, strict=True)]]
     for path in args.photos:
         photo = fst.input_image(path, args.height)
         pixels = np.asarray(photo)
-        row = [("photo", photo)] + [(name, Image.fromarray(transform_net.stylise_pixels(
-            net, pixels))) for name, net in nets]
-        rows.append([(title, image.resize((round(image.size[0] * THUMB / image.size[1]),
-                                           THUMB), Image.LANCZOS)) for title, image in row])
-    width = max(sum(image.size[0] + 4 for _, image in row) for row in rows) + 4
-    sheet = Image.new("RGB", (width, (THUMB + 24) * len(rows)), "white")
+        rows.append([(os.path.basename(path), photo)] + [
+            (name, Image.fromarray(transform_net.stylise_pixels(net, pixels)))
+            for name, net in nets])
+    sheet = Image.new("RGB", (4 + (CELL[0] + 4) * len(rows[0]), (CELL[1] + 24) * len(rows)),
+                      "white")
     draw = ImageDraw.Draw(sheet)
     for r, row in enumerate(rows):
-        x, y = 4, r * (THUMB + 24)
-        for title, image in row:
+        for c, (title, image) in enumerate(row):
+            x, y = 4 + c * (CELL[0] + 4), r * (CELL[1] + 24)
             draw.text((x + 2, y + 6), title, fill="black")
-            sheet.paste(image, (x, y + 20))
-            x += image.size[0] + 4
+            if image is not None:  # each picture whole, as large as its cell allows
+                image = image.copy()
+                image.thumbnail(CELL, Image.LANCZOS)
+                sheet.paste(image, (x + (CELL[0] - image.size[0]) // 2, y + 20))
     sheet.save(args.output, quality=90)
-    print(f"wrote {args.output}: {len(rows)} photos x {len(nets)} styles at {args.height} px "
+    print(f"wrote {args.output}: {len(rows) - 1} photos x {len(nets)} styles at {args.height} px "
           f"({', '.join(name for name, _ in nets)})")
+
+
+def style_image(model):
+    """The style image model's record names, found in images/ when the record's path
+    is another machine's."""
+    with open(os.path.splitext(model)[0] + ".json") as f:
+        style = json.load(f)["style"]
+    for candidate in (style, os.path.join(ROOT, style),
+                      os.path.join(ROOT, "images", os.path.basename(style))):
+        if os.path.isfile(candidate):
+            return candidate
+    raise SystemExit(f"{model}: its style image '{style}' is not here")
 
 
 if __name__ == "__main__":
