@@ -1,6 +1,6 @@
 """Fast mode against the optimisation: one run on one machine, written to FAST.md.
 
-    python benchmarks/fast_benchmark.py                      # the bundled model, ~45 min
+    python benchmarks/fast_benchmark.py          # every bundled model, ~25 min a new style
     # (b)'s L-BFGS curves are kept in FAST_lbfgs.json: a rerun takes minutes
     python benchmarks/fast_benchmark.py --photos a.jpg b.jpg --evals 20,50 --no-default-run
     python benchmarks/fast_benchmark.py --curves-only   # (b)'s L-BFGS runs alone, cached
@@ -10,12 +10,15 @@
     one evaluation of style_transfer.py at the same size, and against the default run
     (`python style_transfer.py PHOTO STYLE`, 20 x 20 evaluations at 400 px) timed whole,
     beside `fast_style_transfer.py stylize` timed whole.
-(b) Quality: on photos the net never saw, at 400 px, the fast mode's loss (its own layer
-    and weights, read from the model's record) of the net's output, against the same loss
+(b) Quality, for each model: on photos the net never saw, at 400 px, the fast mode's loss
+    (its own layer, weights and style image, read from the model's record) of the net's
+    output, against the same loss
     of style_transfer.py's generated image from the same photo after each number of
     evaluations in --evals: "the net matches L-BFGS after N evaluations". Losses are
     float32 evaluations; L-BFGS runs in the default precision.
 (c) Training steps per second and peak memory at --size 256, batch 4.
+(d) Training variants (--models runs kept in FAST_variants.json): quality against hours,
+    as a table and a figure (FAST_variants.png).
 """
 import argparse
 import itertools
@@ -35,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+import fast_style_transfer as fst  # noqa: E402
 import style_transfer as st  # noqa: E402
 from nst import inputs, runtime, speed, transform_net, vgg_weights  # noqa: E402
 
@@ -51,6 +55,7 @@ QUALITY_PHOTOS = [os.path.join(ROOT, "images", "grace_hopper.jpg"),
         "sklearn_china.jpg", "debian_lomiri1604_friends_by_Aitzol_Berasategi.jpg",
         "debian_lomiri1604_greentock_by_Peter_Nerlich.jpg")]
 SIZES = [(533, 400), (1066, 800)]
+SPEED_STYLE = os.path.join(ROOT, "images", "starry_night.jpg")  # (c) and --speeds train on it
 EVALS = [20, 50, 100]  # from the photo, the script's start
 NOISE_EVALS = [20, 50, 100, 200]  # from noise, as Gatys et al. start
 
@@ -239,17 +244,17 @@ def training_speed(style_path, photos_folder, steps=30, size=256, filters="16,32
 
 
 def report(results):
-    """FAST.md: the machine, then (a), (b) and (c) as tables."""
+    """FAST.md: the machine, then (a), (b) for each model, (c) and (d) as tables."""
     m, lines = results["machine"], []
     lines += ["# Fast mode against the optimisation", "",
               (f"One run of `python benchmarks/fast_benchmark.py` on {m['cpu']}, {m['cores']} "
-              f"cores, flags {' '.join(m['flags'])}, TensorFlow {m['tensorflow']}, "
-              f"precision {results['precision']}; model "
-              f"`{os.path.relpath(results['model'], ROOT)}` "
-              f"({results['training_steps']} training steps). {results['date']}."), "",
+               f"cores, flags {' '.join(m['flags'])}, TensorFlow {m['tensorflow']}, "
+               f"precision {results['precision']}, {results['date']}: the bundled models "
+               f"{', '.join(e['model'] for e in results['models'])}."), "",
               "## (a) Seconds per image", "",
+              f"With `{results['timed_model']}` (every bundled net has the same shape).", "",
               ("| size | stylise (one pass of fw) | one evaluation of style_transfer.py | "
-              "evaluations per stylised image |"), "|---|---|---|---|"]
+               "evaluations per stylised image |"), "|---|---|---|---|"]
     for row in results["timing"]:
         lines.append(f"| {row['size'][0]}x{row['size'][1]} | {row['stylise_seconds']:.3f} | "
                      f"{row['evaluation_seconds']:.3f} | "
@@ -265,22 +270,40 @@ def report(results):
                   f"loading the model included), "
                   f"{whole['default_run_seconds'] / whole['stylize_command_seconds']:.0f}x "
                   "less.")]
+    photos = ", ".join(r["photo"] for r in results["models"][0]["quality"])
     lines += ["", "## (b) Loss of the net's output against L-BFGS", "",
-              (f"The fast mode's loss ({results['loss_settings']}) at 400 px, float32, of "
-               "the net's output and of style_transfer.py's generated image after each "
-               "number of evaluations; \"matches after\" interpolates on a log scale between "
-               "iterates 10 evaluations apart.")]
-    lines += quality_table(results["quality"], results["evals"],
-                           "From the photo (style_transfer.py's default, the chapter's start)")
-    if results.get("quality_from_noise"):
-        lines += quality_table(results["quality_from_noise"], results["noise_evals"],
-                               "From noise (`--init noise`: Gatys et al.'s start, and "
-                               "jcjohnson/neural-style's default)")
+              ("Each model under its own loss (from its record) and style image, at 400 px, "
+               "float32: the net's output against style_transfer.py's generated image after "
+               "each number of evaluations, from the photo and from noise; \"matches after\" "
+               "interpolates on a log scale between iterates 10 evaluations apart. On photos "
+               f"no model was trained on: {photos}. Hours are the steps at the clean rates of "
+               "(d); the record's own wall time shared the CPU with other work."), "",
+              ("| model | style image | training steps | hours (2 cores) | MB | matches L-BFGS "
+               "from noise after (median) | from the photo after (median) |"),
+              "|---|---|---|---|---|---|---|"]
+    table = speeds_table()
+    for e in results["models"]:
+        hours = variant_hours({"settings": e["settings"], "step": e["training_steps"]},
+                              table) if table else float("nan")
+        noise = "" if e["from_noise"] is None else f"{e['from_noise']:.0f}"
+        lines.append(f"| `{e['model']}` | {e['style']} | {e['training_steps']} | "
+                     f"{hours:.1f} | {e['megabytes']:.1f} | {noise} | "
+                     f"{e['from_photo']:.0f} |")
+    for e in results["models"]:
+        lines += ["", f"### `{e['model']}`", "", f"Its loss: {e['loss_settings']}."]
+        lines += quality_table(e["quality"], results["evals"],
+                               "From the photo (style_transfer.py's default, the chapter's "
+                               "start)", "####")
+        if e["quality_from_noise"]:
+            lines += quality_table(e["quality_from_noise"], results["noise_evals"],
+                                   "From noise (`--init noise`: Gatys et al.'s start, and "
+                                   "jcjohnson/neural-style's default)", "####")
     c = results.get("training")
     if c:
         lines += ["", "## (c) Training", "",
-                  (f"At --size 256, batch 4: **{c['steps_per_second']:.2f} steps/s**, peak "
-                  f"resident memory **{c['peak_mb']:.0f} MB**.")]
+                  (f"At --size 256, batch 4, widths {','.join(map(str, fst.FILTERS))}: "
+                   f"**{c['steps_per_second']:.2f} steps/s**, peak resident memory "
+                   f"**{c['peak_mb']:.0f} MB**.")]
     return "\n".join(lines) + "\n" + variants_section()
 
 
@@ -288,25 +311,72 @@ VARIANTS = os.path.join(HERE, "FAST_variants.json")
 SPEEDS = os.path.join(HERE, "FAST_speeds.json")
 
 
-def variants_section():
-    """FAST.md's (d): the table of training variants, when they have been measured."""
-    if not (os.path.exists(VARIANTS) and os.path.exists(SPEEDS)):
-        return ""
+def speeds_table():
+    """FAST_speeds.json: training steps per second at each width and crop size."""
+    if not os.path.exists(SPEEDS):
+        return None
     with open(SPEEDS) as f:
-        table = json.load(f)
+        return json.load(f)
+
+
+def variants_section():
+    """FAST.md's (d): the table of training variants and their figure, when measured."""
+    table = speeds_table()
+    if not (os.path.exists(VARIANTS) and table):
+        return ""
     with open(VARIANTS) as f:
         photos = ", ".join(r["photo"] for r in json.load(f)[0]["rows"]["content"])
+    figure = variants_figure(VARIANTS, table, os.path.splitext(VARIANTS)[0] + ".png")
     return ("\n## (d) Training variants: quality per hour\n\n"
-            "Each variant trained on starry_night from the same seed and photos "
-            "(models/gather_photos.py's 39), judged as in (b) under its own loss, at 400 "
-            f"px, on photos no model was trained on ({photos}), by "
-            "`fast_benchmark.py --models M ...`; hours are its steps at the clean rates of "
-            f"FAST_speeds.json ({table['how']}).\n\n" + variants_report(VARIANTS, table))
+            "Each variant trained from the same seed and photos (models/gather_photos.py's "
+            "39), judged as in (b) under its own loss and style, at 400 px, on photos no "
+            f"model was trained on ({photos}), by `fast_benchmark.py --models M ...`; a "
+            "name with _stepN is that run's model at step N. Hours are its steps at the "
+            f"clean rates of FAST_speeds.json ({table['how']}).\n\n"
+            + variants_report(VARIANTS, table)
+            + f"\n![quality against hours of each variant]({os.path.basename(figure)})\n")
 
 
-def quality_table(rows, evals, title):
+def variant_family(summary):
+    """The run a variant's model belongs to: its name without _stepN."""
+    name = os.path.splitext(os.path.basename(summary["model"]))[0]
+    return name.split("_step")[0]
+
+
+def variants_figure(path, table, output):
+    """Quality against hours, one line per training run (its snapshots and its end)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(path) as f:
+        summaries = json.load(f)
+    runs = {}
+    for v in summaries:  # the last judgement of a model counts
+        runs.setdefault(variant_family(v), {})[v["step"]] = v
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "from_noise", "from noise"),
+                           (axes[1], "from_photo", "from the photo")):
+        for family, points in runs.items():
+            steps = sorted(points)
+            ax.plot([variant_hours(points[n], table) for n in steps],
+                    [points[n][key] for n in steps], "o-", label=family)
+        ax.set_xlabel("hours of training (2 cores, clean rates)")
+        ax.set_ylabel(f"matches L-BFGS {title} after N evaluations")
+        ax.axhline(50 if key == "from_noise" else 25, color="grey", ls="--", lw=1)
+        ax.set_title(f"{title} (median of {len(summaries[0]['rows']['content'])} photos)")
+        ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=90)
+    plt.close(fig)
+    return output
+
+
+def quality_table(rows, evals, title, heading="###"):
     """(b)'s table for one start of L-BFGS, and the median photo's N."""
-    lines = ["", f"### {title}", "",
+    lines = ["", f"{heading} {title}", "",
              "| photo | net | L-BFGS's start | " + " | ".join(f"L-BFGS {n}" for n in evals)
              + " | net matches L-BFGS after |", "|---" * (len(evals) + 4) + "|"]
     for row in rows:
@@ -323,6 +393,24 @@ def quality_table(rows, evals, title):
     said = f"more than {max(evals)}" if median > max(evals) else f"{median:.0f}"
     return [*lines, "", (f"Median over {len(rows)} photos: the net matches L-BFGS after "
                          f"**{said} evaluations**.")]
+
+
+def model_loss(model):
+    """A trained model's record, the LossSettings it was trained under and its style
+    image (found in images/ when the record's path is not here)."""
+    with open(os.path.splitext(model)[0] + ".json") as f:
+        trained = json.load(f)
+    s = trained["settings"]
+    settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
+                               s["content_weight"], s["style_weight"], s["tv_weight"])
+    style_path = os.path.join(ROOT, trained["style"])
+    if not os.path.exists(style_path):
+        style_path = os.path.join(ROOT, "images", os.path.basename(trained["style"]))
+    return trained, settings, load_style(style_path)
+
+
+def bundled_models():
+    return [os.path.join(fst.MODELS_DIR, name + ".keras") for name in fst.bundled_models()]
 
 
 def load_style(path):
@@ -345,18 +433,15 @@ def compare(args):
     weights_path, _ = vgg_weights.resolve_weights("imagenet")
     cache, summaries = CurveCache(args.cache), []
     for model in args.models:
-        with open(os.path.splitext(model)[0] + ".json") as f:
-            trained = json.load(f)
+        trained, settings, style = model_loss(model)
         s = trained["settings"]
-        settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
-                                   s["content_weight"], s["style_weight"], s["tv_weight"])
         vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
-        style = load_style(os.path.join(ROOT, trained["style"]))
         net = transform_net.load_transform_net(model, precision)
         rows = {init: [quality(net, vgg, settings, p, style, precision, evals, cache, init)
                        for p in args.photos]
                 for init, evals in (("content", args.evals), ("noise", args.noise_evals))}
         summary = {"model": os.path.relpath(model, ROOT), "step": trained["step"],
+                   "style": os.path.basename(trained["style"]),
                    "training_seconds": trained.get("training_seconds"),
                    "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
                                                       "small_steps", "color_jitter",
@@ -388,7 +473,7 @@ def speeds(args):
     table = {}
     for filters in ("16,32,64", "32,64,128"):
         for size in (128, 256):
-            table[f"{filters}@{size}"] = training_speed(args.style, args.photos_folder, 40,
+            table[f"{filters}@{size}"] = training_speed(SPEED_STYLE, args.photos_folder, 40,
                                                         size, filters)["steps_per_second"]
     table["machine"] = machine()
     with open(SPEEDS, "w") as f:
@@ -409,8 +494,8 @@ def variants_report(path, table):
     """FAST.md's table of variants, from the --models runs kept in path."""
     with open(path) as f:
         summaries = json.load(f)
-    lines = [("| variant | steps | hours (2 cores) | matches L-BFGS from noise after (median) "
-             "| from the photo after (median) |"), "|---|---|---|---|---|"]
+    lines = [("| variant | style | steps | hours (2 cores) | matches L-BFGS from noise after "
+              "(median) | from the photo after (median) |"), "|---|---|---|---|---|---|"]
     for v in summaries:
         s = v["settings"]
         what = [f"widths {','.join(map(str, s['filters']))}",
@@ -420,56 +505,71 @@ def variants_report(path, table):
         what += ["no random scales or flips"] if s.get("augment") is False else []
         what += [f"from {os.path.basename(s['init_model'])}"] if s.get("init_model") else []
         name = os.path.splitext(os.path.basename(v["model"]))[0]
-        lines.append(f"| {name}: {'; '.join(what)} | {v['step']} | "
+        style = os.path.splitext(v.get("style", "starry_night.jpg"))[0]
+        lines.append(f"| {name}: {'; '.join(what)} | {style} | {v['step']} | "
                      f"{variant_hours(v, table):.2f} | {v['from_noise']:.0f} | "
                      f"{v['from_photo']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def measure(args):
+    """(a) with the first model, (b) for each, (c): the results FAST.md reports."""
     precision = speed.resolve_precision(args.precision)
-    with open(os.path.splitext(args.model)[0] + ".json") as f:
-        trained = json.load(f)
-    s = trained["settings"]
-    settings = st.LossSettings(s["content_layer"], tuple(s["style_layers"]),
-                               s["content_weight"], s["style_weight"], s["tv_weight"])
     weights_path, _ = vgg_weights.resolve_weights("imagenet")
-    vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(
-        st.LossSettings().layers + settings.layers))
-    style = load_style(args.style)
     cache = CurveCache(args.cache)
-    if args.curves_only:
-        for init, evals in [("content", args.evals), ("noise", args.noise_evals)]:
-            for p in args.photos if init == "content" else args.photos[:args.noise_photos]:
-                quality(None, vgg, settings, p, style, precision, evals, cache, init)
+    results = {"machine": machine(), "precision": precision, "date": time.strftime("%Y-%m-%d"),
+               "evals": args.evals, "noise_evals": args.noise_evals, "models": []}
+    for model in args.model:
+        trained, settings, style = model_loss(model)
+        s = trained["settings"]
+        vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(
+            st.LossSettings().layers + settings.layers))
+        if args.curves_only:
+            for init, evals in [("content", args.evals), ("noise", args.noise_evals)]:
+                for p in args.photos if init == "content" else args.photos[:args.noise_photos]:
+                    quality(None, vgg, settings, p, style, precision, evals, cache, init)
+            continue
+        net = transform_net.load_transform_net(model, precision)
+        if "timing" not in results:  # every bundled net has the same shape: one is timed
+            photo = inputs.load_image(args.photos[0], "photo")
+            results["timing"] = timing(net, vgg, photo, style, precision, args.repeats)
+            results["timed_model"] = os.path.relpath(model, ROOT)
+            if args.default_run:
+                results["whole"] = whole_commands(model, photo, style.info["path"])
+        entry = {
+            "model": os.path.relpath(model, ROOT), "style": os.path.basename(trained["style"]),
+            "training_steps": trained["step"], "training_seconds": trained.get(
+                "training_seconds"), "megabytes": os.path.getsize(model) / 1e6,
+            "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
+                                               "small_steps", "color_jitter", "augment",
+                                               "init_model", "batch_size")},
+            "loss_settings": (
+                f"content {settings.content_layer} x {settings.content_weight:g}, style "
+                f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}"
+                + (f"; fw trained on {s['size']} px crops counted as photos "
+                   f"{s['loss_height']} px high" if s.get("loss_height") else "")),
+            "quality": [quality(net, vgg, settings, p, style, precision, args.evals, cache)
+                        for p in args.photos],
+            "quality_from_noise": [
+                quality(net, vgg, settings, p, style, precision, args.noise_evals, cache,
+                        "noise") for p in args.photos[:args.noise_photos]]
+            if args.noise_evals else []}
+        entry["from_photo"] = median_matched(entry["quality"], args.evals)
+        entry["from_noise"] = (median_matched(entry["quality_from_noise"], args.noise_evals)
+                               if args.noise_evals else None)
+        results["models"].append(entry)
+    if args.curves_only or not results["models"]:
         return None
-    net = transform_net.load_transform_net(args.model, precision)
-    results = {"machine": machine(), "precision": precision, "model": args.model,
-               "training_steps": trained["step"], "date": time.strftime("%Y-%m-%d"),
-               "evals": args.evals, "loss_settings": (
-                   f"content {settings.content_layer} x {settings.content_weight:g}, style "
-                   f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}"
-                   + (f"; fw trained on {s['size']} px crops counted as photos "
-                      f"{s['loss_height']} px high" if s.get("loss_height") else ""))}
     if args.photos_folder:
-        results["training"] = training_speed(args.style, args.photos_folder)
-    photo = inputs.load_image(args.photos[0], "photo")
-    results["timing"] = timing(net, vgg, photo, style, precision, args.repeats)
-    if args.default_run:
-        results["whole"] = whole_commands(args.model, photo, args.style)
-    results["quality"] = [quality(net, vgg, settings, p, style, precision, args.evals,
-                                  cache) for p in args.photos]
-    results["noise_evals"] = args.noise_evals
-    results["quality_from_noise"] = [
-        quality(net, vgg, settings, p, style, precision, args.noise_evals, cache,
-                "noise") for p in args.photos[:args.noise_photos]] if args.noise_evals else []
+        results["training"] = training_speed(SPEED_STYLE, args.photos_folder)
     return results
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=os.path.join(ROOT, "models", "swirls.keras"))
-    p.add_argument("--style", default=os.path.join(ROOT, "images", "swirls.png"))
+    p.add_argument("--model", nargs="+", default=bundled_models(),
+                   help="the models to report on (default: every bundled one); each is "
+                        "judged under its own loss and style image, from its record")
     p.add_argument("--photos", nargs="+", default=default_photos(),
                    help="photos the model never saw; the first also times (a)")
     p.add_argument("--photos-folder", default=os.path.join(PHOTOS, "train"),
