@@ -67,18 +67,22 @@ def default_photos():
 
 def machine():
     """The CPU's model name and the flags that decide the speed, and the libraries."""
-    model, flags = platform.processor(), set()
+    model, flags, numbers = platform.processor(), set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name":
                     model = value.strip()
+                elif key.strip() in ("cpu family", "model"):
+                    numbers[key.strip()] = value.strip()
                 elif key.strip() == "flags":
                     flags = set(value.split())
     except OSError:
         pass
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    if numbers:  # "AMD EPYC" alone names several generations
+        model += f" (family {numbers.get('cpu family')}, model {numbers.get('model')})"
     return {"cpu": model, "cores": os.cpu_count(), "flags": shown,
             "tensorflow": tf.__version__, "gpus": len(runtime.GPUS)}
 
@@ -425,6 +429,38 @@ def median_matched(rows, evals):
                             r["matched_after"] for r in rows]))
 
 
+def seen_and_unseen(args):
+    """Whether more photos would help: for --model's first model, the net's loss over
+    the photo's own (how much of the loss the net removes, lower is better) at 400 px,
+    on photos it was trained on against photos it never saw. Equal ratios mean the net
+    generalises, and what limits it is the net or its training, not the photos."""
+    precision = speed.resolve_precision(args.precision)
+    weights_path, _ = vgg_weights.resolve_weights("imagenet")
+    model = args.model[0]
+    trained, settings, style = model_loss(model)
+    vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
+    net = transform_net.load_transform_net(model, precision)
+    seen = sorted(inputs.find_photos(os.path.join(ROOT, trained["photos"])))[:args.seen_photos]
+    ratios = {}
+    for kind, photos in (("trained on", seen), ("never seen", args.photos)):
+        for path in photos:
+            photo = inputs.load_image(path, "photo")
+            size = st.image_size(*photo.size, 400)
+            judge = loss_function(vgg, settings, photo, style, size, "float32")
+            own = judge(st.preprocess_image(photo, size).astype(np.float64).ravel())[0]
+            stylised = transform_net.stylise_pixels(
+                net, np.asarray(photo.resize(size, Image.BICUBIC)))
+            net_loss = judge(st.preprocess_image(Image.fromarray(stylised), size)
+                             .astype(np.float64).ravel())[0]
+            ratios.setdefault(kind, []).append(net_loss / own)
+            print(f"{kind}: {os.path.basename(path)}: net {net_loss:.3g}, the photo itself "
+                  f"{own:.3g}, ratio {net_loss / own:.3f}", flush=True)
+    print(f"{os.path.relpath(model, ROOT)} step {trained['step']}: the net's loss over the "
+          "photo's, median: " + ", ".join(f"{kind} {np.median(r):.3f} ({len(r)} photos)"
+                                          for kind, r in ratios.items()))
+    return ratios
+
+
 def compare(args):
     """(b) for each of args.models, from the photo and from noise, each judged under its
     own loss with its own style image (read from its record): one line per model, and
@@ -476,6 +512,10 @@ def speeds(args):
             table[f"{filters}@{size}"] = training_speed(SPEED_STYLE, args.photos_folder, 40,
                                                         size, filters)["steps_per_second"]
     table["machine"] = machine()
+    table["how"] = (f"one 40-step run each (steps 10-40 timed), batch 4, starry_night, "
+                    f"{speed.resolve_precision(args.precision)}, on {table['machine']['cpu']} "
+                    f"with nothing else running, {time.strftime('%Y-%m-%d')}: "
+                    "`fast_benchmark.py --speeds`")
     with open(SPEEDS, "w") as f:
         json.dump(table, f, indent=1)
     return table
@@ -598,9 +638,15 @@ def main(argv=None):
     p.add_argument("--speeds", action="store_true",
                    help="only measure training steps/s of each crop size and width "
                         "(FAST_speeds.json), for the hours in the table of variants")
+    p.add_argument("--seen-photos", type=int, default=0,
+                   help="only compare --model's loss on N of its training photos with its "
+                        "loss on --photos, each over the photo's own loss: does it generalise")
     p.add_argument("--variants-table", action="store_true",
                    help="print the table of variants from --variants and FAST_speeds.json")
     args = p.parse_args(argv)
+    if args.seen_photos:
+        seen_and_unseen(args)
+        return
     if args.speeds:
         print(speeds(args))
         return
