@@ -69,6 +69,8 @@ AUGMENT = True                  # crops of photos at random scales (1 to 2), ran
 BATCH_SIZE = 4                  # photos per step, split across devices
 STEPS = 2000                    # total Adam steps (with --resume: up to this many)
 LEARNING_RATE = 4e-3            # Adam's step size
+WARMUP_STEPS = 200              # with --init-model: the step size rises from 0 over these
+                                # (docs/fast_mode.md: without, the first steps undo the net)
 SEED = 0                        # seeds the crops, flips and fw's initial weights
 CHECKPOINT_EVERY = 100          # save fw and Adam's state every K steps
 PREVIEW_EVERY = 200             # stylise the held-out preview photo every K steps
@@ -159,6 +161,10 @@ def train(args):
         raise FatalError(f"model '{args.model}' exists; pass --resume to continue its "
                          "training or --overwrite to train a new one in its place")
     resumed = training.check_resume(paths) if args.resume else None
+    if args.warmup_steps is None:  # a resumed run keeps its own
+        kept = ((resumed or {}).get("settings") or {}).get("warmup_steps")
+        args.warmup_steps = kept if kept is not None else (
+            WARMUP_STEPS if args.init_model is not None else 0)
     if args.init_model is not None and not args.resume:
         transform_net.check_model_file(args.init_model, "--init-model")
     preview = training.preview_pixels(load_image(preview_path, "preview"))
@@ -187,7 +193,8 @@ def train(args):
         loss = PerceptualLoss(vgg, style, args.size, st.LossSettings.from_args(args),
                               args.style_size, precision, args.loss_height)
     trainer = training.Trainer(strategy, loss, args.filters, args.residual_blocks,
-                               args.learning_rate, precision, args.seed, args.batch_size)
+                               args.learning_rate, precision, args.seed, args.batch_size,
+                               warmup_steps=args.warmup_steps)
     if init_net is not None:
         trainer.net.set_weights(init_net.get_weights())
     record = training.new_record(args, weights_line, precision, photos, preview_path,
@@ -499,6 +506,8 @@ def build_parser():
         ("--batch-size", int, BATCH_SIZE, "photos per step"),
         ("--steps", int, STEPS, "total training steps"),
         ("--learning-rate", float, LEARNING_RATE, "Adam's learning rate"),
+        ("--warmup-steps", int, None, (f"raise the learning rate from 0 over the first N "
+         f"steps; default: {WARMUP_STEPS} with --init-model, else 0")),
         ("--seed", int, SEED, "seed of crops and fw's start"),
         ("--precision", cli.PRECISIONS, PRECISION, "as in style_transfer.py"),
         ("--resume", cli.SWITCH, False,
@@ -548,6 +557,8 @@ def check_train_args(args):
                              f"least 32, got {value}")
     if args.small_steps < 0:
         raise FatalError(f"--small-steps must be 0 or more, got {args.small_steps}")
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        raise FatalError(f"--warmup-steps must be 0 or more, got {args.warmup_steps}")
     if not 0 <= args.color_jitter < 1:
         raise FatalError(f"--color-jitter must be from 0 to below 1, got {args.color_jitter}")
     for flag in ("batch_size", "steps", "checkpoint_every", "preview_every", "log_every",

@@ -146,15 +146,35 @@ def choose_strategy():
     return tf.distribute.get_strategy()
 
 
+def warmed_up(learning_rate, warmup_steps):
+    """Adam's step size at step s (a tensor): rising linearly to learning_rate over the
+    first warmup_steps, then constant. Adam's first steps move every weight by about the
+    step size whatever its gradient: on a trained net (--init-model) they undo much of
+    what it knew before the moments settle."""
+    if warmup_steps <= 0:
+        return learning_rate
+
+    class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):  # Keras passes Adam's step count
+            return learning_rate * tf.minimum(1.0, (tf.cast(step, tf.float32) + 1)
+                                              / warmup_steps)
+
+        def get_config(self):
+            return {"learning_rate": learning_rate, "warmup_steps": warmup_steps}
+    return WarmUp()
+
+
 class Trainer:
-    """fw, its Adam optimiser and the loss, under one tf.distribute strategy."""
+    """fw, its Adam optimiser and the loss, under one tf.distribute strategy. Adam's
+    step count is among its saved variables, so a warm-up resumes where it was."""
 
     def __init__(self, strategy, loss, filters, residual_blocks, learning_rate, precision,
-                 seed, global_batch, optimizer=None):
+                 seed, global_batch, optimizer=None, warmup_steps=0):
         self.strategy, self.loss, self.global_batch = strategy, loss, global_batch
         with strategy.scope():
             self.net = build_transform_net(filters, residual_blocks, precision, seed)
-            self.optimizer = (optimizer or keras.optimizers.Adam)(learning_rate)
+            self.optimizer = (optimizer or keras.optimizers.Adam)(
+                warmed_up(learning_rate, warmup_steps))
             self.optimizer.build(self.net.trainable_variables)
         self.step = tf.function(self._step)
 

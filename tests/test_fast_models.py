@@ -121,6 +121,43 @@ def test_init_model_starts_from_the_given_weights(setup, tmp_path):
     assert record_of(setup[2])["settings"]["init_model"] == first[2]
 
 
+def test_the_warm_up_raises_the_step_size_linearly_then_holds_it():
+    rate = training.warmed_up(4e-3, 4)
+    assert [round(float(rate(s)), 6) for s in range(6)] == [1e-3, 2e-3, 3e-3, 4e-3, 4e-3, 4e-3]
+    assert training.warmed_up(4e-3, 0) == 4e-3
+
+
+def test_init_model_warms_up_and_a_resumed_warm_up_continues_exactly(setup, tmp_path):
+    first = (*setup[:2], str(tmp_path / "first" / "a.keras"), setup[3])
+    assert fst.main(train_argv(first, steps=2)) == 0
+    assert record_of(first[2])["settings"]["warmup_steps"] == 0  # from scratch: none
+    assert fst.main(train_argv(setup, "--init-model", first[2], "--warmup-steps", "3",
+                               steps=4)) == 0
+    uninterrupted = transform_net.load_transform_net(setup[2]).get_weights()
+    other = (*setup[:2], str(tmp_path / "again" / "b.keras"), setup[3])
+    assert fst.main(train_argv(other, "--init-model", first[2], "--warmup-steps", "3",
+                               steps=2)) == 0
+    # resumed inside the warm-up, without naming it again: the record's is kept
+    assert fst.main(train_argv(other, "--resume", steps=4)) == 0
+    for a, b in zip(uninterrupted, transform_net.load_transform_net(other[2]).get_weights(),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert record_of(other[2])["settings"]["warmup_steps"] == 3
+    # by default a fine-tune warms up, and its first steps move the net less
+    again = (*setup[:2], str(tmp_path / "default" / "c.keras"), setup[3])
+    assert fst.main(train_argv(again, "--init-model", first[2], steps=1)) == 0
+    assert record_of(again[2])["settings"]["warmup_steps"] == fst.WARMUP_STEPS
+    cold = (*setup[:2], str(tmp_path / "cold" / "d.keras"), setup[3])
+    assert fst.main(train_argv(cold, "--init-model", first[2], "--warmup-steps", "0",
+                               steps=1)) == 0
+    start = transform_net.load_transform_net(first[2]).get_weights()
+
+    def moved(model):
+        return sum(float(np.abs(a - b).sum()) for a, b in zip(
+            transform_net.load_transform_net(model).get_weights(), start, strict=True))
+    assert moved(again[2]) < 0.1 * moved(cold[2])
+
+
 def test_init_model_refuses_other_widths_and_what_is_not_a_transform_net(setup, tmp_path,
                                                                          capsys):
     first = (*setup[:2], str(tmp_path / "first" / "a.keras"), setup[3])
