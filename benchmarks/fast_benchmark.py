@@ -461,6 +461,46 @@ def seen_and_unseen(args):
     return ratios
 
 
+def loss_parts(args):
+    """What the net's loss is made of: the weighted content, style and TV losses of its
+    output on the first photo at 400 px, beside the photo's own and those of L-BFGS at
+    the quality target (25 evaluations from the photo, 50 from noise), in float32."""
+    precision = speed.resolve_precision(args.precision)
+    weights_path, _ = vgg_weights.resolve_weights("imagenet")
+    model = args.model[0]
+    trained, settings, style = model_loss(model)
+    vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
+    net = transform_net.load_transform_net(model, precision)
+    photo = inputs.load_image(args.photos[0], "photo")
+    size = st.image_size(*photo.size, 400)
+    judge = loss_function(vgg, settings, photo, style, size, "float32")
+
+    def parts(x):
+        loss, _, (content, style_part, tv) = judge(x.astype(np.float64).ravel())
+        return loss, content, style_part, tv
+    stylised = transform_net.stylise_pixels(net, np.asarray(photo.resize(size, Image.BICUBIC)))
+    rows = [("the net's output", parts(st.preprocess_image(Image.fromarray(stylised), size))),
+            ("the photo itself", parts(st.preprocess_image(photo, size)))]
+    extractor = st.build_feature_extractor(vgg, settings.layers, "max", precision)
+    for init, evals in (("content", 25), ("noise", 50)):
+        kept = {}
+
+        def keep(iterate, evals=evals, kept=kept):
+            if iterate.evaluations == evals:
+                kept["image"] = iterate.image
+        st.StyleTransfer(extractor, settings, photo, [style], [1.0]).run(
+            st.initial_image(init, photo, style, size, st.SEED), size, [1.0], evals // 5, 5,
+            False, keep)
+        start = "the photo" if init == "content" else "noise"
+        rows.append((f"L-BFGS from {start}, {evals} evaluations", parts(kept["image"])))
+    print(f"{os.path.relpath(model, ROOT)} step {trained['step']} on "
+          f"{os.path.basename(args.photos[0])} at {size[0]}x{size[1]}:")
+    print("| image | loss | content | style | TV |\n|---|---|---|---|---|")
+    for name, (loss, content, style_part, tv) in rows:
+        print(f"| {name} | {loss:.3g} | {content:.3g} | {style_part:.3g} | {tv:.3g} |")
+    return rows
+
+
 def compare(args):
     """(b) for each of args.models, from the photo and from noise, each judged under its
     own loss with its own style image (read from its record): one line per model, and
@@ -641,11 +681,17 @@ def main(argv=None):
     p.add_argument("--seen-photos", type=int, default=0,
                    help="only compare --model's loss on N of its training photos with its "
                         "loss on --photos, each over the photo's own loss: does it generalise")
+    p.add_argument("--parts", action="store_true",
+                   help="only print what --model's loss on the first photo is made of, "
+                        "beside the photo's and L-BFGS's at the quality target")
     p.add_argument("--variants-table", action="store_true",
                    help="print the table of variants from --variants and FAST_speeds.json")
     args = p.parse_args(argv)
     if args.seen_photos:
         seen_and_unseen(args)
+        return
+    if args.parts:
+        loss_parts(args)
         return
     if args.speeds:
         print(speeds(args))
