@@ -685,7 +685,8 @@ def main(argv=None):
                    help="only print what --model's loss on the first photo is made of, "
                         "beside the photo's and L-BFGS's at the quality target")
     p.add_argument("--variants-table", action="store_true",
-                   help="print the table of variants from --variants and FAST_speeds.json")
+                   help="print the table of variants from --variants and FAST_speeds.json, "
+                        "and put it in --output in place of its (d)")
     args = p.parse_args(argv)
     if args.seen_photos:
         seen_and_unseen(args)
@@ -697,7 +698,9 @@ def main(argv=None):
         print(speeds(args))
         return
     if args.variants_table:
-        print(variants_section())
+        section = variants_section()
+        print(section)
+        replace_variants_section(args.output, section)
         return
     if args.models:
         compare(args)
@@ -706,6 +709,23 @@ def main(argv=None):
     if results is None:
         return
     write_report(report(results), results, args.output)
+
+
+def replace_variants_section(output, section):
+    """FAST.md with its (d) replaced by section (or section added), the rest as it was:
+    the table of variants grows with each judged model, between whole runs."""
+    text = ""
+    if os.path.exists(output):
+        with open(output) as f:
+            text = f.read()
+    start = text.find("\n## (d) ")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n" + section
+    with open(output, "w") as f:
+        f.write(text)
 
 
 def write_report(text, results, output):
