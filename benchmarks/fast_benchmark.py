@@ -218,9 +218,7 @@ def quality(net, vgg, settings, photo_path, style, precision, evals, cache,
     result = {"photo": key["photo"], "size": list(size), "init": init, "lbfgs_loss": lbfgs,
               "start_loss": points[0][1] if points[0][0] == 0 else None}
     if net is not None:
-        stylised = transform_net.stylise_pixels(net, np.asarray(photo.resize(size, Image.BICUBIC)))
-        result["net_loss"] = judge(st.preprocess_image(Image.fromarray(stylised), size)
-                                   .astype(np.float64).ravel())[0]
+        result["net_loss"] = judge(stylised_input(net, photo, size).ravel())[0]
         result["matched_after"] = matched_after(points, result["net_loss"])
     print(f"(b) {result['photo']} from {init}: net {result.get('net_loss', float('nan')):.3g};"
           " L-BFGS " + ", ".join(f"{n}: {v:.3g}" for n, v in lbfgs.items())
@@ -429,17 +427,30 @@ def median_matched(rows, evals):
                             r["matched_after"] for r in rows]))
 
 
-def seen_and_unseen(args):
-    """Whether more photos would help: for --model's first model, the net's loss over
-    the photo's own (how much of the loss the net removes, lower is better) at 400 px,
-    on photos it was trained on against photos it never saw. Equal ratios mean the net
-    generalises, and what limits it is the net or its training, not the photos."""
+def first_model(args):
+    """(precision, path, record, loss settings, style image, VGG19, net) of --model's
+    first model, for the measurements that look at one net."""
     precision = speed.resolve_precision(args.precision)
     weights_path, _ = vgg_weights.resolve_weights("imagenet")
     model = args.model[0]
     trained, settings, style = model_loss(model)
     vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
-    net = transform_net.load_transform_net(model, precision)
+    return (precision, model, trained, settings, style, vgg,
+            transform_net.load_transform_net(model, precision))
+
+
+def stylised_input(net, photo, size):
+    """The net's output for photo at size, preprocessed as the loss takes it (float64)."""
+    stylised = transform_net.stylise_pixels(net, np.asarray(photo.resize(size, Image.BICUBIC)))
+    return st.preprocess_image(Image.fromarray(stylised), size).astype(np.float64)
+
+
+def seen_and_unseen(args):
+    """Whether more photos would help: for --model's first model, the net's loss over
+    the photo's own (how much of the loss the net removes, lower is better) at 400 px,
+    on photos it was trained on against photos it never saw. Equal ratios mean the net
+    generalises, and what limits it is the net or its training, not the photos."""
+    _, model, trained, settings, style, vgg, net = first_model(args)
     seen = sorted(inputs.find_photos(os.path.join(ROOT, trained["photos"])))[:args.seen_photos]
     ratios = {}
     for kind, photos in (("trained on", seen), ("never seen", args.photos)):
@@ -448,10 +459,7 @@ def seen_and_unseen(args):
             size = st.image_size(*photo.size, 400)
             judge = loss_function(vgg, settings, photo, style, size, "float32")
             own = judge(st.preprocess_image(photo, size).astype(np.float64).ravel())[0]
-            stylised = transform_net.stylise_pixels(
-                net, np.asarray(photo.resize(size, Image.BICUBIC)))
-            net_loss = judge(st.preprocess_image(Image.fromarray(stylised), size)
-                             .astype(np.float64).ravel())[0]
+            net_loss = judge(stylised_input(net, photo, size).ravel())[0]
             ratios.setdefault(kind, []).append(net_loss / own)
             print(f"{kind}: {os.path.basename(path)}: net {net_loss:.3g}, the photo itself "
                   f"{own:.3g}, ratio {net_loss / own:.3f}", flush=True)
@@ -465,12 +473,7 @@ def loss_parts(args):
     """What the net's loss is made of: the weighted content, style and TV losses of its
     output on the first photo at 400 px, beside the photo's own and those of L-BFGS at
     the quality target (25 evaluations from the photo, 50 from noise), in float32."""
-    precision = speed.resolve_precision(args.precision)
-    weights_path, _ = vgg_weights.resolve_weights("imagenet")
-    model = args.model[0]
-    trained, settings, style = model_loss(model)
-    vgg = vgg_weights.read_vgg19_h5(weights_path, st.layers_up_to(settings.layers))
-    net = transform_net.load_transform_net(model, precision)
+    precision, model, trained, settings, style, vgg, net = first_model(args)
     photo = inputs.load_image(args.photos[0], "photo")
     size = st.image_size(*photo.size, 400)
     judge = loss_function(vgg, settings, photo, style, size, "float32")
@@ -478,8 +481,7 @@ def loss_parts(args):
     def parts(x):
         loss, _, (content, style_part, tv) = judge(x.astype(np.float64).ravel())
         return loss, content, style_part, tv
-    stylised = transform_net.stylise_pixels(net, np.asarray(photo.resize(size, Image.BICUBIC)))
-    rows = [("the net's output", parts(st.preprocess_image(Image.fromarray(stylised), size))),
+    rows = [("the net's output", parts(stylised_input(net, photo, size))),
             ("the photo itself", parts(st.preprocess_image(photo, size)))]
     extractor = st.build_feature_extractor(vgg, settings.layers, "max", precision)
     for init, evals in (("content", 25), ("noise", 50)):
