@@ -16,7 +16,6 @@ network and its training are in nst/transform_net.py and nst/training.py. The co
 below are the defaults of the command-line flags.
 """
 
-import argparse
 import contextlib
 import json
 import math
@@ -471,10 +470,10 @@ def build_parser():
     p = cli.Parser(description="Fast style transfer (Johnson et al. 2016): train an image "
                                "transform network once per style, then stylise photos "
                                "in one pass.",
-                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                   formatter_class=cli.HelpFormatter)
     commands = p.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
     t = commands.add_parser("train", help="train fw on a style image and a photo folder",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=cli.HelpFormatter)
     t.add_argument("style", help="the painting whose style fw learns")
     t.add_argument("--photos", required=True, help="folder of training photos (recursive)")
     t.add_argument("--model", required=True, help="where to save fw (.keras); its record, "
@@ -522,7 +521,7 @@ def build_parser():
     ])
 
     s = commands.add_parser("stylize", help="stylise photos with a trained fw",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=cli.HelpFormatter)
     s.add_argument("model", help="a bundled model's name (see 'models') or a .keras file "
                    "made by 'train'")
     s.add_argument("inputs", nargs="+", help="photos, clips, or folders of them")

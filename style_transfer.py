@@ -16,7 +16,6 @@ figure, the command line. What is not the chapter (reading files safely, the wei
 download, speed, memory, the run record) is in the package nst/ beside it.
 """
 
-import argparse
 import dataclasses
 import math
 import os
@@ -679,7 +678,7 @@ def build_parser():
     p = cli.Parser(
         description="Neural style transfer (Gatys et al.; Chollet, Deep Learning with "
                     "Python, 8.3): repaint TARGET in the style of STYLE.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("target", help="the photo to repaint (target image)")
     p.add_argument("style", nargs="+", help="the painting(s) whose style to take")
     basic = p.add_argument_group("basic")

@@ -43,7 +43,7 @@ sys.path.insert(0, HERE)
 
 import chapter  # noqa: E402
 import style_transfer as st  # noqa: E402
-from nst import inputs, runtime, speed, vgg_weights  # noqa: E402
+from nst import cli, inputs, runtime, speed, vgg_weights  # noqa: E402
 
 tf, _ = runtime.load_tensorflow()
 
@@ -547,7 +547,7 @@ def report(args, command, results, weights_line, precision, matmul):
 # ---------------------------------------------------------------- command line
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=cli.HelpFormatter)
     p.add_argument("--heights", default="200,400,800", help="comma-separated image heights")
     p.add_argument("--target", default=default_images()[0])
     p.add_argument("--style", default=default_images()[1])

@@ -18,6 +18,16 @@ from nst.runtime import FatalError, interrupted_by, out_of_memory_errors
 from nst.vgg_weights import VGG19_CONV_LAYERS, WEIGHTS_MAX_BYTES
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in --help, except where there is none to show: '(default:
+    None)' tells a user nothing, the flag's help says what happens without it."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other bad input
         self.exit(2, f"error: {message} (see --help)\n")
