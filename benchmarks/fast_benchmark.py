@@ -347,7 +347,8 @@ def variants_section():
             "39), judged as in (b) under its own loss and style, at 400 px, on photos no "
             f"model was trained on ({photos}), by `fast_benchmark.py --models M ...`; a "
             "name with _stepN is that run's model at step N. Hours are its steps at the "
-            f"clean rates of FAST_speeds.json ({table['how']}).\n\n"
+            f"clean rates of FAST_speeds.json ({table['how']}); a fine-tune's (from M) "
+            "are its own, after those of M.\n\n"
             + variants_report(VARIANTS, table)
             + f"\n![quality against hours of each variant]({os.path.basename(figure)})\n")
 
