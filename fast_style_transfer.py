@@ -469,11 +469,9 @@ def progress_bar(done, total, label, width=24):
 def build_parser():
     p = cli.Parser(description="Fast style transfer (Johnson et al. 2016): train an image "
                                "transform network once per style, then stylise photos "
-                               "in one pass.",
-                   formatter_class=cli.HelpFormatter)
+                               "in one pass.")
     commands = p.add_subparsers(dest="command", required=True, parser_class=cli.Parser)
-    t = commands.add_parser("train", help="train fw on a style image and a photo folder",
-                            formatter_class=cli.HelpFormatter)
+    t = commands.add_parser("train", help="train fw on a style image and a photo folder")
     t.add_argument("style", help="the painting whose style fw learns")
     t.add_argument("--photos", required=True, help="folder of training photos (recursive)")
     t.add_argument("--model", required=True, help="where to save fw (.keras); its record, "
@@ -520,8 +518,7 @@ def build_parser():
         ("--debug", cli.SWITCH, False, "show tracebacks on errors"),
     ])
 
-    s = commands.add_parser("stylize", help="stylise photos with a trained fw",
-                            formatter_class=cli.HelpFormatter)
+    s = commands.add_parser("stylize", help="stylise photos with a trained fw")
     s.add_argument("model", help="a bundled model's name (see 'models') or a .keras file "
                    "made by 'train'")
     s.add_argument("inputs", nargs="+", help="photos, clips, or folders of them")

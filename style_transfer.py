@@ -677,8 +677,7 @@ def out_of_memory(args, error, kept=""):
 def build_parser():
     p = cli.Parser(
         description="Neural style transfer (Gatys et al.; Chollet, Deep Learning with "
-                    "Python, 8.3): repaint TARGET in the style of STYLE.",
-        formatter_class=cli.HelpFormatter)
+                    "Python, 8.3): repaint TARGET in the style of STYLE.")
     p.add_argument("target", help="the photo to repaint (target image)")
     p.add_argument("style", nargs="+", help="the painting(s) whose style to take")
     basic = p.add_argument_group("basic")

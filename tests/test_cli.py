@@ -72,8 +72,9 @@ def test_help_shows_the_values_in_the_file(capsys):
 
 def test_fast_help_shows_no_empty_defaults():
     import fast_style_transfer as fast
-    text = " ".join(fast.build_parser().format_help().split())
-    train = fast.build_parser()._subparsers._group_actions[0].choices["train"]
+    parser = fast.build_parser()
+    text = " ".join(parser.format_help().split())
+    train = parser._subparsers._group_actions[0].choices["train"]
     train_text = " ".join(train.format_help().split())
     assert "(default: None)" not in text + train_text
     assert "--photos PHOTOS folder of training photos (recursive)" in train_text
