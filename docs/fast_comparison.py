@@ -1,13 +1,17 @@
-"""The README's fast-mode picture: photos the bundled model never saw, the net's output,
-and style_transfer.py's optimisation result for the same photo, with their times.
+"""docs/fast_comparison.jpg: a bundled net's one pass beside the optimisation, unseen photos.
 
-    python docs/fast_comparison.py PHOTO [PHOTO ...]   # from the repo root
+Each row: a photo the model never saw, the net's output, and style_transfer.py's result
+for the same photo, with the time of each.
+
+    python docs/fast_comparison.py PHOTO [PHOTO ...]                  # starry_night
+    python docs/fast_comparison.py PHOTO [PHOTO ...] --model the_scream
 
 Both programs run as a user runs them (whole commands), at the main script's height
 (400 px), the size the bundled net's loss is meant for; the optimisation has its default
 loss and stops after 10 x 20 evaluations (its loss hardly moves after 200: benchmarks/
 FAST.md). Writes docs/fast_comparison.jpg and .json (the times).
 """
+import argparse
 import json
 import os
 import subprocess
@@ -22,8 +26,11 @@ import matplotlib.pyplot as plt
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = os.path.join("models", "swirls.keras")
-STYLE = os.path.join("images", "swirls.png")
+sys.path.insert(0, ROOT)
+
+from docs.fast_styles import style_image  # noqa: E402
+
+MODEL = "starry_night"  # the longest trained of the bundled models
 HEIGHT = 400
 OPTIMISATION = ["--height", str(HEIGHT), "--iterations", "10", "--save-every", "0"]
 
@@ -35,16 +42,23 @@ def timed(argv):
     return time.perf_counter() - start
 
 
-def main(photos):
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("photos", nargs="+")
+    p.add_argument("--model", default=MODEL, help="a bundled model's name")
+    args = p.parse_args(argv)
+    model = os.path.join("models", args.model + ".keras")
+    style = os.path.relpath(style_image(os.path.join(ROOT, model)), ROOT)
+    photos = [os.path.abspath(path) for path in args.photos]
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for photo in photos:
             name = os.path.splitext(os.path.basename(photo))[0]
             fast, slow = os.path.join(out, name + "_fast.png"), os.path.join(out, name + ".png")
             row = {"photo": os.path.relpath(os.path.abspath(photo), ROOT),  # no machine paths
-                   "fast_seconds": timed(["fast_style_transfer.py", "stylize", MODEL, photo,
+                   "fast_seconds": timed(["fast_style_transfer.py", "stylize", model, photo,
                                           "--height", str(HEIGHT), "--output", fast]),
-                   "optimisation_seconds": timed(["style_transfer.py", photo, STYLE,
+                   "optimisation_seconds": timed(["style_transfer.py", photo, style,
                                                   *OPTIMISATION, "--output", slow])}
             row["images"] = [Image.open(photo).convert("RGB"), Image.open(fast).copy(),
                              Image.open(slow).copy()]
@@ -60,14 +74,14 @@ def main(photos):
             ax.imshow(image)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-    figure.suptitle("Swirls: the bundled net (one pass) against style_transfer.py "
+    figure.suptitle(f"{args.model}: the bundled net (one pass) against style_transfer.py "
                     f"(200 evaluations), {HEIGHT} px, whole commands", fontsize=10)
     figure.tight_layout()
     figure.savefig(os.path.join(ROOT, "docs", "fast_comparison.jpg"), dpi=100)
     with open(os.path.join(ROOT, "docs", "fast_comparison.json"), "w") as f:
-        json.dump({"model": MODEL, "style": STYLE, "optimisation": OPTIMISATION,
+        json.dump({"model": model, "style": style, "optimisation": OPTIMISATION,
                    "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
-    main([os.path.abspath(p) for p in sys.argv[1:]])
+    main()
