@@ -600,6 +600,11 @@ def variants_report(path, table):
         what += [f"colour jitter {s['color_jitter']}"] if s.get("color_jitter") else []
         what += ["no random scales or flips"] if s.get("augment") is False else []
         what += [f"from {os.path.basename(s['init_model'])}"] if s.get("init_model") else []
+        # the flags a variant may change besides those above, named when not the default
+        what += [f"{flag} {s[key]:g}" for key, flag, default in (
+            ("content_weight", "content weight", fst.CONTENT_WEIGHT),
+            ("learning_rate", "learning rate", fst.LEARNING_RATE))
+            if s.get(key, default) != default]
         name = os.path.splitext(os.path.basename(v["model"]))[0]
         style = os.path.splitext(v.get("style", "starry_night.jpg"))[0]
         lines.append(f"| {name}: {'; '.join(what)} | {style} | {v['step']} | "
