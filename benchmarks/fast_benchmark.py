@@ -57,6 +57,9 @@ SIZES = [(533, 400), (1066, 800)]
 SPEED_STYLE = os.path.join(ROOT, "images", "starry_night.jpg")  # (c) and --speeds train on it
 EVALS = [20, 50, 100]  # from the photo, the script's start
 NOISE_EVALS = [20, 50, 100]  # from noise, as Gatys et al. start; twice the target of 50
+# what a model's record says of its training, kept beside its results to tell variants apart
+TRAINING_SETTINGS = ("filters", "size", "small_size", "small_steps", "color_jitter", "augment",
+                     "init_model", "batch_size", "content_weight", "learning_rate")
 
 
 def default_photos():
@@ -540,10 +543,7 @@ def compare(args):
         summary = {"model": os.path.relpath(model, ROOT), "step": trained["step"],
                    "style": os.path.basename(trained["style"]),
                    "training_seconds": trained.get("training_seconds"),
-                   "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
-                                                      "small_steps", "color_jitter",
-                                                      "augment", "init_model",
-                                                      "batch_size")},
+                   "settings": {k: s.get(k) for k in TRAINING_SETTINGS},
                    "from_photo": median_matched(rows["content"], args.evals),
                    "from_noise": median_matched(rows["noise"], args.noise_evals),
                    "rows": rows, "evals": args.evals, "noise_evals": args.noise_evals,
@@ -646,9 +646,7 @@ def measure(args):
             "model": os.path.relpath(model, ROOT), "style": os.path.basename(trained["style"]),
             "training_steps": trained["step"], "training_seconds": trained.get(
                 "training_seconds"), "megabytes": os.path.getsize(model) / 1e6,
-            "settings": {k: s.get(k) for k in ("filters", "size", "small_size",
-                                               "small_steps", "color_jitter", "augment",
-                                               "init_model", "batch_size")},
+            "settings": {k: s.get(k) for k in TRAINING_SETTINGS},
             "loss_settings": (
                 f"content {settings.content_layer} x {settings.content_weight:g}, style "
                 f"x {settings.style_weight:g}, TV x {settings.tv_weight:g}"

@@ -103,7 +103,8 @@ def first_batch_loss(setup, net, batch=2, size=32):
                                fst.STYLE_WEIGHT, fst.TV_WEIGHT)
     loss = fst.PerceptualLoss(vgg_weights.read_vgg19_h5(weights, st.layers_up_to(
         settings.layers)), inputs.load_image(style, "style"), size, settings)
-    crops = training.PhotoCrops(inputs.find_photos(photos)[1:], size, fst.SEED)  # [0]: preview
+    crops = training.PhotoCrops(inputs.find_photos(photos)[1:], size, fst.SEED,  # [0]: preview
+                                augment=fst.AUGMENT)
     images = runtime.tf.constant(np.stack([crops(i) for i in range(batch)]))
     total, _ = loss(images, net(images), batch)
     return float(total)
